@@ -1,0 +1,48 @@
+"""Rewrite src/execbox/client/_async/*.py into _sync/ (unasync plus our names)."""
+
+from __future__ import annotations
+
+import filecmp
+import sys
+import tempfile
+from pathlib import Path
+
+import unasync
+
+ROOT = Path(__file__).resolve().parent.parent / "src" / "execbox" / "client"
+NAMES = {
+    "AsyncClient": "Client",
+    "AsyncJob": "Job",
+    "AsyncTransport": "SyncTransport",
+    "AsyncEmbeddedTransport": "SyncEmbeddedTransport",
+    "aclose": "close",
+}
+HEADER = "# Generated from ../_async by scripts/unasync: do not edit.\n"
+
+
+def generate(target: Path) -> list[Path]:
+    sources = sorted((ROOT / "_async").glob("*.py"))
+    rule = unasync.Rule(str(ROOT / "_async"), str(target), additional_replacements=NAMES)
+    unasync.unasync_files([str(p) for p in sources], rules=[rule])
+    produced = []
+    for source in sources:
+        out = target / source.name
+        out.write_text(HEADER + out.read_text())
+        produced.append(out)
+    return produced
+
+
+def main() -> int:
+    if "--check" in sys.argv:
+        with tempfile.TemporaryDirectory() as scratch:
+            for produced in generate(Path(scratch)):
+                if not filecmp.cmp(produced, ROOT / "_sync" / produced.name, shallow=False):
+                    print(f"_sync/{produced.name} is stale: run scripts/unasync", file=sys.stderr)
+                    return 1
+        return 0
+    generate(ROOT / "_sync")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

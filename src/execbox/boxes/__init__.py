@@ -1,0 +1,1 @@
+"""Boxes: isolated environments behind one small protocol (``base``), one package per backend."""

@@ -1,0 +1,144 @@
+# Generated from ../_async by scripts/unasync: do not edit.
+"""The SDK for jobs. Written async here; ``scripts/unasync`` derives ``_sync/client.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from ...engine.files import FilesInput
+from ...engine.jobs import make_job_spec
+from ...engine.requirements import RequirementsInput
+from ...models import JobEvent, JobResult, JobStatus, Limits
+from ..transports import SyncEmbeddedTransport, SyncTransport
+
+__all__ = ["Client", "Job"]
+
+
+class Job:
+    """A submitted job. ``status`` is the latest known; ``wait()`` gives the result."""
+
+    def __init__(self, transport: SyncTransport, job_id: str, status: JobStatus) -> None:
+        self._transport = transport
+        self.id = job_id
+        self._status = status
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self._status}>"
+
+    @property
+    def status(self) -> JobStatus:
+        return self._status
+
+    def refresh(self) -> JobStatus:
+        self._status = self._transport.job_status(self.id)
+        return self._status
+
+    def wait(self, timeout: float | None = None) -> JobResult:
+        """The result, once the job has ended; ExecboxTimeout if not within ``timeout`` s."""
+        result = self._transport.wait_job(self.id, timeout)
+        self._status = result.status
+        return result
+
+    def kill(self) -> None:
+        """Stop the whole process tree of the job at once; its status becomes ``killed``."""
+        self._transport.kill_job(self.id)
+
+    def events(self) -> Iterator[JobEvent]:
+        """Output chunks as they are produced, then the terminal status with the result."""
+        for event in self._transport.job_events(self.id):
+            yield event
+
+
+class Client:
+    """Runs jobs in isolated boxes on this machine (embedded: no server needed).
+
+    Use it as a context manager so that boxes and the engine are released when you are done.
+    """
+
+    def __init__(self, *, transport: SyncTransport | None = None, **engine_options: Any) -> None:
+        self._transport: SyncTransport = transport or SyncEmbeddedTransport(**engine_options)
+
+    def __enter__(self) -> Client:
+        self._transport.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill what still runs, destroy every box, release the engine."""
+        self._transport.close()
+
+    def submit(
+        self,
+        files: FilesInput = None,
+        *,
+        entrypoint: str | None = None,
+        args: Sequence[str] | None = None,
+        requirements: RequirementsInput = None,
+        pre_commands: Sequence[str] | None = None,
+        stdin: str | bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        limits: Limits | None = None,
+        network: bool = False,
+    ) -> Job:
+        """Start a job and return at once; bad input raises InvalidSpec before anything runs."""
+        spec = make_job_spec(
+            files,
+            entrypoint=entrypoint,
+            args=args,
+            requirements=requirements,
+            pre_commands=pre_commands,
+            stdin=stdin,
+            env=env,
+            timeout=timeout,
+            limits=limits,
+            network=network,
+        )
+        job_id = self._transport.submit_job(spec)
+        return Job(self._transport, job_id, JobStatus.QUEUED)
+
+    def run(
+        self,
+        files: FilesInput = None,
+        *,
+        entrypoint: str | None = None,
+        args: Sequence[str] | None = None,
+        requirements: RequirementsInput = None,
+        pre_commands: Sequence[str] | None = None,
+        stdin: str | bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        limits: Limits | None = None,
+        network: bool = False,
+    ) -> JobResult:
+        """Run a job to its end; a failing program is a result with a status, not an error."""
+        job = self.submit(
+            files,
+            entrypoint=entrypoint,
+            args=args,
+            requirements=requirements,
+            pre_commands=pre_commands,
+            stdin=stdin,
+            env=env,
+            timeout=timeout,
+            limits=limits,
+            network=network,
+        )
+        return job.wait()
+
+    def job(self, job_id: str) -> Job:
+        """Find a job again by id; JobNotFound if this client never ran it."""
+        status = self._transport.job_status(job_id)
+        return Job(self._transport, job_id, status)
+
+    def jobs(self) -> list[Job]:
+        return [self.job(job_id) for job_id in self._transport.list_jobs()]

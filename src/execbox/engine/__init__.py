@@ -1,0 +1,5 @@
+"""Orchestration: jobs (and later sessions) on a backend, with warm pools. No HTTP here."""
+
+from .engine import Engine
+
+__all__ = ["Engine"]
