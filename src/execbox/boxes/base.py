@@ -63,8 +63,6 @@ class BoxSpec:
     mounts: Sequence[Mount] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     """Base environment of every process in the box (on top of a minimal one)."""
-    extra_ro_paths: Sequence[str] = ()
-    """Host directories bound read-only at the same path (e.g. a requirements environment)."""
     label: str = ""
     """Who owns the box (a job or session id), for leftovers and logs."""
 

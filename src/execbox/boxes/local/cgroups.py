@@ -118,6 +118,10 @@ class _BoxCgroupV1:
         return [int(p) for p in _read(any_dir / "cgroup.procs").split()]
 
     def kill_all(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._kill_all()
+
+    def _kill_all(self) -> None:
         freezer = self.dirs.get("freezer")
         if freezer is not None:
             _write(freezer / "freezer.state", "FROZEN")
@@ -216,6 +220,10 @@ class _BoxCgroupV2:
         return [int(p) for p in _read(self.directory / "cgroup.procs").split()]
 
     def kill_all(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._kill_all()
+
+    def _kill_all(self) -> None:
         if (self.directory / "cgroup.kill").exists():
             _write(self.directory / "cgroup.kill", "1")
         else:  # kernels before 5.14: freeze, kill each, thaw

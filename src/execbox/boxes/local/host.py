@@ -20,7 +20,14 @@ from ..base import Protection
 from . import seccomp
 from .cgroups import CgroupDriver, detect_cgroups
 
-__all__ = ["HostFacts", "box_python", "find_bwrap", "probe", "world_readable"]
+__all__ = [
+    "HostFacts",
+    "box_python",
+    "find_bwrap",
+    "probe",
+    "system_site_packages",
+    "world_readable",
+]
 
 FALLBACK_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 
@@ -67,6 +74,21 @@ def box_python() -> tuple[str, str]:
             prefix = str(Path(real).parent.parent)
             return real, prefix
     return os.path.realpath(candidates[0] or "/usr/bin/python3"), "/usr"
+
+
+@functools.cache
+def system_site_packages(python: str) -> tuple[str, ...]:
+    """Site directories of the box interpreter that hold the host's own packages."""
+    try:
+        done = subprocess.run(
+            [python, "-I", "-c", "import site; print('\\n'.join(site.getsitepackages()))"],
+            capture_output=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(p for p in done.stdout.decode().split() if os.path.isdir(p))
 
 
 def _userns_works(bwrap: str) -> tuple[bool, str]:

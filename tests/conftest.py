@@ -1,0 +1,46 @@
+"""Shared fixtures: real boxes on this host, an isolated state directory, planted canaries."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Set before any engine exists: the launcher's own environment holds the canary, as a server's
+# would hold its secrets. No box may ever show it.
+CANARY = f"canary-{secrets.token_hex(12)}"
+os.environ["EXECBOX_TEST_CANARY"] = CANARY
+
+_root = Path(tempfile.mkdtemp(prefix="execbox-tests-"))
+_root.chmod(0o755)  # box uids read the runtime files under it
+os.environ.setdefault("EXECBOX_STATE_DIR", str(_root / "state"))
+os.environ.setdefault("EXECBOX_CACHE_DIR", str(_root / "cache"))
+# A file only the service may read: its path is known to the tests, never to a box.
+SECRET_FILE = _root / "server-secret"
+SECRET_FILE.write_text(CANARY)
+SECRET_FILE.chmod(0o600)
+
+import execbox  # noqa: E402 - after the environment above is in place
+from helpers import Invariants  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[execbox.Client]:
+    """A client without warm boxes, so that after a job no box at all may remain."""
+    with execbox.Client(pool_size=0) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def pooled_client() -> Iterator[execbox.Client]:
+    with execbox.Client(pool_size=2) as c:
+        yield c
+
+
+@pytest.fixture
+def invariants(client: execbox.Client) -> Invariants:
+    return Invariants(client, CANARY)
