@@ -35,8 +35,9 @@ def client() -> Iterator[execbox.Client]:
         yield c
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pooled_client() -> Iterator[execbox.Client]:
+    """Warm boxes live as long as their client: this one's are gone before the next test."""
     with execbox.Client(pool_size=2) as c:
         yield c
 

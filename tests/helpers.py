@@ -14,35 +14,41 @@ from execbox.models import JobResult, JobStatus
 
 
 def box_processes() -> list[int]:
-    """Host pids that belong to a box: a reserved uid (as root), else a bwrap we started."""
+    """Host pids of this run's boxes: in one of its box cgroups (as root), else bwraps we started."""
     found = []
-    me = os.getpid()
+    prefix = _cgroup_prefix()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             status = (entry / "status").read_text()
+            groups = (entry / "cgroup").read_text()
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         uid = int(fields.get("Uid", "0").split()[0])
         if os.geteuid() == 0:
-            if DEFAULT_BASE <= uid < DEFAULT_BASE + DEFAULT_COUNT:
+            if DEFAULT_BASE <= uid < DEFAULT_BASE + DEFAULT_COUNT and prefix in groups:
                 found.append(int(entry.name))
         elif (
             uid == os.getuid()
-            and int(fields.get("PPid", "0")) == me
+            and int(fields.get("PPid", "0")) == os.getpid()
             and "bwrap" in fields.get("Name", "")
         ):
             found.append(int(entry.name))
     return found
 
 
+def _cgroup_prefix() -> str:
+    """Box ids (and cgroup names) start with a tag of the state directory they belong to."""
+    root = Path(os.environ["EXECBOX_STATE_DIR"]).resolve()
+    return f"box-{hashlib.sha256(str(root).encode()).hexdigest()[:6]}-"
+
+
 def box_cgroups() -> list[str]:
     """Box cgroups of this run's state directory; runs with other state dirs share the parent."""
     groups = probe().cgroups
-    root = Path(os.environ["EXECBOX_STATE_DIR"]).resolve()
-    prefix = f"box-{hashlib.sha256(str(root).encode()).hexdigest()[:6]}-"
+    prefix = _cgroup_prefix()
     return [name for name in groups.leftovers() if name.startswith(prefix)] if groups else []
 
 

@@ -64,7 +64,8 @@ def test_program_from_stdin_and_stdin_file(tmp_path):
 def test_limits_print_one_line_and_exit_with_the_documented_code(code, options, exit_code, says):
     done = execbox("run", *options, "-", stdin=code)
     assert done.returncode == exit_code
-    assert done.stderr.count(b"\n") == 1 and says in done.stderr.lower(), done.stderr
+    assert done.stderr.count(b"\n") == 1, done.stderr
+    assert says in done.stderr.lower()
 
 
 @pytest.mark.parametrize(
@@ -83,7 +84,8 @@ def test_bad_input_is_one_line_on_stderr(args):
     done = execbox(*args)
     assert done.returncode == EXIT_ERROR, done
     lines = done.stderr.decode().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("execbox: "), done.stderr
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("execbox: ")
     assert b"Traceback" not in done.stderr
 
 

@@ -179,3 +179,16 @@ def test_warm_pool_serves_each_box_once(pooled_client):
     for _ in range(4):
         result = pooled_client.run({"main.py": code})
         assert result.stdout == "['main.py', 'mark']\n", result.stderr
+
+
+def test_network_is_off_by_default_and_on_when_asked(client):
+    code = (
+        "import urllib.request\n"
+        "try:\n"
+        "    urllib.request.urlopen('https://pypi.org/simple/six/', timeout=10).read(1)\n"
+        "    print('reached')\n"
+        "except OSError as exc:\n"
+        "    print('offline', type(exc).__name__)\n"
+    )
+    assert client.run({"main.py": code}).stdout.startswith("offline")
+    assert client.run({"main.py": code}, network=True).stdout == "reached\n"

@@ -54,7 +54,7 @@ def test_suite_subset_passes_as_nobody(nobody_home):
     done = _as_nobody(
         "-m", "pytest", "-q", "-p", "no:cacheprovider",
         "tests/test_smoke.py", "tests/test_jobs.py", "tests/test_hostile.py",
-        "-k", "not warm_pool and not uid_range",
+        "-k", "not warm_pool and not reserved_uid",
         home=nobody_home,
     )  # fmt: skip
     tail = "\n".join((done.stdout + done.stderr).splitlines()[-40:])

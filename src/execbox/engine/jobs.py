@@ -44,6 +44,8 @@ __all__ = ["DEFAULT_TIMEOUT", "JobManager", "JobSpec", "make_job_spec"]
 DEFAULT_TIMEOUT = 300.0
 EXIT_GRACE = 0.2
 """How long output is still collected after the main process exits."""
+RETAINED_JOBS = 10_000
+"""Finished jobs kept for ``job(id)``; older ones are forgotten (the server keeps records)."""
 _MAX_ENV = 256
 _MAX_ARGS = 4096
 
@@ -209,6 +211,10 @@ class JobManager:
     def submit(self, spec: JobSpec) -> str:
         job = _Job(f"job_{secrets.token_hex(12)}", spec)
         self._jobs[job.id] = job
+        if len(self._jobs) > RETAINED_JOBS:
+            finished = [key for key, old in self._jobs.items() if old.status.terminal]
+            for key in finished[: len(self._jobs) - RETAINED_JOBS]:
+                del self._jobs[key]
         self._tg.start_soon(self._run, job)
         return job.id
 

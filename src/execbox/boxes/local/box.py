@@ -237,8 +237,10 @@ class LocalBox:
         rlimits = {"core": 0, "nofile": 4096, "fsize": limits.disk_bytes}
         if "memory" not in controllers:
             rlimits["as"] = limits.memory_bytes
-        if "pids" not in controllers and self._lease is not None:
-            rlimits["nproc"] = limits.pids  # per uid, and the uid is this box's alone
+        if "pids" not in controllers:
+            # Counted per uid *per user namespace* (kernel 5.14+): the box's own namespace makes
+            # it a per-box count even when every box runs as the same host uid.
+            rlimits["nproc"] = limits.pids
         return rlimits
 
     def _write_record(self) -> None:
@@ -447,11 +449,11 @@ class LocalBox:
             return
         self._destroyed = True
         with anyio.CancelScope(shield=True):
-            if self._cgroup is not None:
-                await anyio.to_thread.run_sync(self._cgroup.kill_all)
+            # The box's init first: the kernel ends its whole pid namespace at once, and bwrap
+            # (its parent) reaps it, so no dead agent is left to the host's init to collect.
             if self._init_pid and _process_start(self._init_pid) == self._init_start:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(self._init_pid, signal.SIGKILL)  # ends the whole pid namespace
+                    os.kill(self._init_pid, signal.SIGKILL)
             if self._sock is not None:
                 # The reader must let go of the fd before it is closed: its number is reused.
                 self._scope.cancel()
@@ -459,12 +461,15 @@ class LocalBox:
                     await self._reader_done.wait()
                 self._sock.close()
             if self._proc is not None:
-                if not await self._wait_bwrap(5.0):
+                if not await self._wait_bwrap(2.0):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         self._proc.kill()
                     await self._wait_bwrap(2.0)
                 if self._proc.stderr is not None:
                     self._proc.stderr.close()
+            # Then freeze, kill and thaw whatever the cgroup still holds.
+            if self._cgroup is not None:
+                await anyio.to_thread.run_sync(self._cgroup.kill_all)
             self._on_agent_gone()
             if self._cgroup is not None:
                 await anyio.to_thread.run_sync(self._cgroup.remove)

@@ -53,6 +53,12 @@ def write_runtime(directory: Path) -> Path:
     (directory / "empty").mkdir(exist_ok=True, mode=0o755)
     files = {Path("agent.py"): agent_source}
     files.update({Path("etc") / name: text.encode() for name, text in ETC_FILES.items()})
+    for host_path in NETWORK_ETC:  # mount points for what a networked box gets bound over them
+        placeholder = directory / "etc" / Path(host_path).name
+        if os.path.isdir(host_path):
+            placeholder.mkdir(parents=True, exist_ok=True, mode=0o755)
+        elif os.path.exists(host_path):
+            files.setdefault(Path("etc") / Path(host_path).name, b"")
     for relative, content in files.items():
         target = directory / relative
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -101,10 +107,7 @@ def bwrap_argv(
         argv += ["--ro-bind", prefix, prefix]
     for path in layout.hidden:
         argv += ["--ro-bind", str(layout.runtime / "empty"), path]
-    etc = layout.runtime / "etc"
-    argv += ["--dir", "/etc"]
-    for name in ETC_FILES:
-        argv += ["--ro-bind", str(etc / name), f"/etc/{name}"]
+    argv += ["--ro-bind", str(layout.runtime / "etc"), "/etc"]  # one mount, not one per file
     if spec.network:
         for path in NETWORK_ETC:
             if os.path.exists(path):

@@ -164,7 +164,10 @@ class HostFacts:
                 "falls back to RLIMIT_AS per process: a box of many processes can use more",
             ),
             cgroup(
-                "pids", "process count limit per box", "falls back to RLIMIT_NPROC, counted per uid"
+                "pids",
+                "process count limit per box",
+                "falls back to RLIMIT_NPROC, counted per box through its user namespace; "
+                "hitting it is not reported as pids_limit",
             ),
             cgroup("cpu", "cpu quota per box", "no cpu quota: a box can use every core"),
             cgroup(
