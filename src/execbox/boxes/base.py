@@ -91,6 +91,8 @@ class BoxStats:
     usage: Usage
     oom_killed: bool = False
     pids_limited: bool = False
+    memory_counted: bool = False
+    """Whether ``oom_killed`` can be trusted: False where only rlimits bound memory."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,13 @@ import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ..boxes.base import WORKSPACE, Box, BoxSpec, ExitInfo, FileEntry, Process
+from ..boxes.base import WORKSPACE, Backend, Box, BoxSpec, BoxStats, ExitInfo, FileEntry, Process
 from ..errors import ExecboxError, ExecboxTimeout, InvalidSpec, JobNotFound
 from ..models import (
     JobEvent,
@@ -37,7 +37,12 @@ from ..models import (
 )
 from .files import FilesInput, collect_files, infer_entrypoint
 from .pool import BoxPool
-from .requirements import Requirements, RequirementsInput, parse_requirements
+from .requirements import (
+    Requirements,
+    RequirementsInput,
+    RequirementsResolver,
+    parse_requirements,
+)
 
 __all__ = ["DEFAULT_TIMEOUT", "JobManager", "JobSpec", "make_job_spec"]
 
@@ -152,6 +157,13 @@ class _Capture:
         return b"".join(self.chunks)
 
 
+class _Outcome(NamedTuple):
+    status: JobStatus
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
 class _Job:
     def __init__(self, job_id: str, spec: JobSpec) -> None:
         self.id = job_id
@@ -184,27 +196,21 @@ class JobManager:
 
     def __init__(
         self,
-        backend: object,
+        backend: Backend,
         task_group: anyio.abc.TaskGroup,
         *,
         pool: BoxPool | None = None,
         max_concurrent: int = 16,
         python: str = "python3",
-        requirements_resolver: object = None,
+        requirements_resolver: RequirementsResolver | None = None,
     ) -> None:
-        from .requirements import RequirementsResolver
-
         self._backend = backend
         self._tg = task_group
         self._pool = pool
         self._slots = anyio.Semaphore(max_concurrent)
         self._python = python
         self._jobs: dict[str, _Job] = {}
-        self._resolver = (
-            requirements_resolver
-            if isinstance(requirements_resolver, RequirementsResolver)
-            else RequirementsResolver(python=python)
-        )
+        self._resolver = requirements_resolver or RequirementsResolver(python=python)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -268,7 +274,9 @@ class JobManager:
     # -- the supervisor -----------------------------------------------------------------------
 
     async def _run(self, job: _Job) -> None:
-        outcome: tuple[JobStatus, int | None, str | None, str | None] | None = None
+        outcome = _Outcome(
+            JobStatus.ERROR, None, "internal_error", "the job ended without a status"
+        )
         usage = Usage()
         box: Box | None = None
         started = 0.0
@@ -283,47 +291,49 @@ class JobManager:
                         box = await self._claim_box(job.spec, env_paths)
                         outcome, usage = await self._execute(job, box, env_paths)
                     if deadline.cancelled_caught:
-                        outcome = (
-                            JobStatus.TIMEOUT,
-                            None,
-                            "timeout",
-                            f"the job ran past its timeout of {job.spec.timeout:g} s",
-                        )
+                        message = f"the job ran past its timeout of {job.spec.timeout:g} s"
+                        outcome = _Outcome(JobStatus.TIMEOUT, None, "timeout", message)
                 if job.scope.cancelled_caught and job.kill_requested:
-                    outcome = (JobStatus.KILLED, None, "killed", "the job was killed on request")
+                    outcome = _Outcome(
+                        JobStatus.KILLED, None, "killed", "the job was killed on request"
+                    )
         except ExecboxError as exc:
-            outcome = (JobStatus.ERROR, None, type(exc).__name__, str(exc))
+            outcome = _Outcome(JobStatus.ERROR, None, type(exc).__name__, str(exc))
         except Exception as exc:
-            outcome = (JobStatus.ERROR, None, "internal_error", f"{type(exc).__name__}: {exc}")
+            outcome = _Outcome(
+                JobStatus.ERROR, None, "internal_error", f"{type(exc).__name__}: {exc}"
+            )
         finally:
             if box is not None:
                 with anyio.CancelScope(shield=True):
                     stats = await box.stats()
-                    if outcome and outcome[0] is JobStatus.FAILED and stats.oom_killed:
-                        outcome = (
-                            JobStatus.MEMORY_LIMIT,
-                            outcome[1],
-                            "memory_limit",
-                            "the box ran out of its memory limit",
-                        )
+                    outcome = self._judge(job, outcome, stats)
                     usage = Usage(
-                        wall_seconds=usage.wall_seconds,
                         cpu_seconds=stats.usage.cpu_seconds or usage.cpu_seconds,
                         peak_memory_bytes=stats.usage.peak_memory_bytes or usage.peak_memory_bytes,
                     )
-                    if outcome and outcome[0] is JobStatus.FAILED and stats.pids_limited:
-                        outcome = replace_reason(
-                            outcome, "pids_limit", "the box hit its process limit"
-                        )
                     self._tg.start_soon(box.destroy)
-            if outcome is None:
-                outcome = (
-                    JobStatus.ERROR,
-                    None,
-                    "internal_error",
-                    "the job ended without a status",
-                )
             self._finish(job, outcome, usage, anyio.current_time() - started if started else 0.0)
+
+    @staticmethod
+    def _judge(job: _Job, outcome: _Outcome, stats: BoxStats) -> _Outcome:
+        """A failed program may have failed because the box ran into one of its limits."""
+        if outcome.status is not JobStatus.FAILED:
+            return outcome
+        # Where only RLIMIT_AS bounds memory, Python's MemoryError is the only evidence.
+        out_of_memory = stats.oom_killed or (
+            not stats.memory_counted and b"MemoryError" in job.stderr.value()[-4096:]
+        )
+        if out_of_memory:
+            return _Outcome(
+                JobStatus.MEMORY_LIMIT,
+                outcome.exit_code,
+                "memory_limit",
+                "the box ran out of its memory limit",
+            )
+        if stats.pids_limited:
+            return outcome._replace(reason="pids_limit", message="the box hit its process limit")
+        return outcome
 
     async def _claim_box(self, spec: JobSpec, env_paths: Sequence[str]) -> Box:
         box_spec = BoxSpec(
@@ -334,13 +344,11 @@ class JobManager:
         )
         if self._pool is not None:
             return await self._pool.claim(box_spec)
-        create = self._backend.create  # type: ignore[attr-defined]
-        box: Box = await create(box_spec)
-        return box
+        return await self._backend.create(box_spec)
 
     async def _execute(
         self, job: _Job, box: Box, env_paths: Sequence[str]
-    ) -> tuple[tuple[JobStatus, int | None, str | None, str | None], Usage]:
+    ) -> tuple[_Outcome, Usage]:
         spec = job.spec
         await box.put_files(spec.entries)
         env = {"PYTHONUNBUFFERED": "1", **self._resolver.environment(env_paths), **spec.env}
@@ -348,37 +356,23 @@ class JobManager:
             process = await box.exec(["/bin/sh", "-c", command], env=env)
             exit_info = await self._supervise(job, process, None)
             if exit_info.returncode != 0:
-                return (
-                    JobStatus.FAILED,
-                    exit_info.returncode,
-                    "pre_command_failed",
+                message = (
                     f"pre-command {index} ({shlex.quote(command)}) exited with "
-                    f"{exit_info.returncode}",
-                ), exit_info.usage
+                    f"{exit_info.returncode}"
+                )
+                failed = _Outcome(
+                    JobStatus.FAILED, exit_info.returncode, "pre_command_failed", message
+                )
+                return failed, exit_info.usage
         argv = [self._python, spec.entrypoint, *spec.args]
         process = await box.exec(
             argv, env=env, cwd=WORKSPACE, stdin="pipe" if spec.stdin is not None else "null"
         )
         exit_info = await self._supervise(job, process, spec.stdin)
         status = JobStatus.SUCCEEDED if exit_info.exit_code == 0 else JobStatus.FAILED
-        reason = _signal_reason(exit_info.signal)
-        if status is JobStatus.FAILED and self._looks_out_of_memory(job, box, exit_info):
-            return (
-                JobStatus.MEMORY_LIMIT,
-                exit_info.returncode,
-                "memory_limit",
-                "the program ran out of its memory limit",
-            ), exit_info.usage
-        return (status, exit_info.returncode, reason, None), exit_info.usage
-
-    def _looks_out_of_memory(self, job: _Job, box: Box, exit_info: ExitInfo) -> bool:
-        """Without a memory cgroup the limit is RLIMIT_AS: Python then dies with MemoryError."""
-        facts = getattr(self._backend, "facts", None)
-        groups = getattr(facts, "cgroups", None)
-        if groups is not None and "memory" in groups.controllers:
-            return False  # the cgroup's OOM counter decides, in _run
-        tail = job.stderr.value()[-4096:]
-        return b"MemoryError" in tail
+        return _Outcome(
+            status, exit_info.returncode, _signal_reason(exit_info.signal)
+        ), exit_info.usage
 
     async def _supervise(self, job: _Job, process: Process, stdin: bytes | None) -> ExitInfo:
         """Pump stdin and both outputs until the process exits (plus a grace), then stop."""
@@ -420,13 +414,7 @@ class JobManager:
                     await aclose()
         return exit_info
 
-    def _finish(
-        self,
-        job: _Job,
-        outcome: tuple[JobStatus, int | None, str | None, str | None],
-        usage: Usage,
-        wall: float,
-    ) -> None:
+    def _finish(self, job: _Job, outcome: _Outcome, usage: Usage, wall: float) -> None:
         status, exit_code, reason, message = outcome
         job.result = JobResult(
             id=job.id,
@@ -448,12 +436,6 @@ class JobManager:
             listener.close()
         job.listeners.clear()
         job.done.set()
-
-
-def replace_reason(
-    outcome: tuple[JobStatus, int | None, str | None, str | None], reason: str, message: str
-) -> tuple[JobStatus, int | None, str | None, str | None]:
-    return (outcome[0], outcome[1], reason, message)
 
 
 def _signal_reason(number: int | None) -> str | None:

@@ -53,9 +53,6 @@ class BoxPool:
         self._shelves: dict[tuple[object, ...], _Shelf] = {}
         self._closed = False
 
-    def sizes(self) -> dict[str, int]:
-        return {str(i): len(s.ready) for i, s in enumerate(self._shelves.values())}
-
     async def claim(self, spec: BoxSpec) -> Box:
         """A ready box of this shape if one is waiting, else a freshly started one."""
         key = _shape(spec)

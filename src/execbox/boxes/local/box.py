@@ -439,9 +439,12 @@ class LocalBox:
     async def stats(self) -> BoxStats:
         if self._cgroup is None:
             return BoxStats(usage=Usage())
-        cgroup = self._cgroup
+        cgroup, groups = self._cgroup, self._backend.facts.cgroups
         return BoxStats(
-            usage=cgroup.usage(), oom_killed=cgroup.oom_killed(), pids_limited=cgroup.pids_limited()
+            usage=cgroup.usage(),
+            oom_killed=cgroup.oom_killed(),
+            pids_limited=cgroup.pids_limited(),
+            memory_counted=groups is not None and "memory" in groups.controllers,
         )
 
     async def destroy(self) -> None:
