@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent / "src" / "execbox" / "client"
 NAMES = {
     "AsyncClient": "Client",
     "AsyncJob": "Job",
+    "AsyncSession": "Session",
+    "AsyncExecution": "Execution",
+    "AsyncFiles": "Files",
     "AsyncTransport": "SyncTransport",
     "AsyncEmbeddedTransport": "SyncEmbeddedTransport",
     "aclose": "close",

@@ -6,46 +6,113 @@
         result = client.run({"main.py": "print('hello')"}, limits=execbox.Limits(memory="128M"))
         print(result.status, result.stdout)
 
+        with client.session() as session:
+            session.execute("x = 6 * 7")
+            print(session.execute("x").text)
+
 This module imports only the SDK surface: no server, no kernel machinery.
 """
 
-from .client import AsyncClient, AsyncJob, Client, Job
+from .boxes.base import Mount
+from .client import (
+    AsyncClient,
+    AsyncExecution,
+    AsyncJob,
+    AsyncSession,
+    Client,
+    Execution,
+    Job,
+    Session,
+)
 from .errors import (
     BoxError,
+    CellError,
     ExecboxError,
     ExecboxTimeout,
     InvalidFiles,
     InvalidLimits,
     InvalidSpec,
+    InvalidState,
     IsolationUnavailable,
     JobNotFound,
+    KernelError,
     NoEntrypoint,
     RequirementsError,
+    SessionClosed,
+    SessionNotFound,
 )
-from .models import JobEvent, JobResult, JobStatus, Limits, OutputEvent, StatusEvent, Usage
+from .models import (
+    ClearOutputEvent,
+    DirEntry,
+    DisplayEvent,
+    EndEvent,
+    ErrorEvent,
+    ExecutionError,
+    ExecutionEvent,
+    ExecutionResult,
+    ExecutionStatus,
+    InputRequestEvent,
+    JobEvent,
+    JobResult,
+    JobStatus,
+    Limits,
+    Output,
+    OutputEvent,
+    ResultEvent,
+    SessionInfo,
+    SessionStatus,
+    StatusEvent,
+    StreamEvent,
+    Usage,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",
+    "AsyncExecution",
     "AsyncJob",
+    "AsyncSession",
     "BoxError",
+    "CellError",
+    "ClearOutputEvent",
     "Client",
+    "DirEntry",
+    "DisplayEvent",
+    "EndEvent",
+    "ErrorEvent",
     "ExecboxError",
     "ExecboxTimeout",
+    "Execution",
+    "ExecutionError",
+    "ExecutionEvent",
+    "ExecutionResult",
+    "ExecutionStatus",
+    "InputRequestEvent",
     "InvalidFiles",
     "InvalidLimits",
     "InvalidSpec",
+    "InvalidState",
     "IsolationUnavailable",
     "Job",
     "JobEvent",
     "JobNotFound",
     "JobResult",
     "JobStatus",
+    "KernelError",
     "Limits",
+    "Mount",
     "NoEntrypoint",
+    "Output",
     "OutputEvent",
     "RequirementsError",
+    "ResultEvent",
+    "Session",
+    "SessionClosed",
+    "SessionInfo",
+    "SessionNotFound",
+    "SessionStatus",
     "StatusEvent",
+    "StreamEvent",
     "Usage",
 ]

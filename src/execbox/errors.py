@@ -10,6 +10,11 @@ translated where they cross into execbox, so callers need one ``except`` clause 
     │   └── NoEntrypoint         no entrypoint given and none can be inferred
     ├── RequirementsError        requirements that cannot be resolved to wheels
     ├── JobNotFound              no job with that id in this client
+    ├── SessionNotFound          no session (or execution) with that id in this client
+    ├── SessionClosed            the session ended (closed, timed out, or its box hit a limit)
+    ├── KernelError              a kernel would not start or answer
+    ├── InvalidState             the request does not fit the object's state (input nobody asked)
+    ├── CellError                ``raise_for_error()`` on an execution that did not end ok
     ├── BoxError                 a box could not be created or driven
     │   └── IsolationUnavailable a protection the caller requires is missing on this host
     └── ExecboxTimeout           waiting for a result took longer than asked
@@ -19,15 +24,20 @@ from __future__ import annotations
 
 __all__ = [
     "BoxError",
+    "CellError",
     "ExecboxError",
     "ExecboxTimeout",
     "InvalidFiles",
     "InvalidLimits",
     "InvalidSpec",
+    "InvalidState",
     "IsolationUnavailable",
     "JobNotFound",
+    "KernelError",
     "NoEntrypoint",
     "RequirementsError",
+    "SessionClosed",
+    "SessionNotFound",
 ]
 
 
@@ -57,6 +67,38 @@ class RequirementsError(ExecboxError):
 
 class JobNotFound(ExecboxError, LookupError):
     """No job with that id is known to this client."""
+
+
+class SessionNotFound(ExecboxError, LookupError):
+    """No session, or no execution in it, with that id is known to this client."""
+
+
+class SessionClosed(ExecboxError):
+    """The session has ended; ``reason`` says why (``closed``, ``idle_timeout``, ``ttl``…)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class InvalidState(ExecboxError):
+    """The request does not fit the object's current state, e.g. input nobody asked for."""
+
+
+class KernelError(ExecboxError):
+    """A kernel would not start, or stopped answering."""
+
+
+class CellError(ExecboxError):
+    """The code of an execution raised, or the execution did not end ok."""
+
+    def __init__(
+        self, message: str, ename: str, evalue: str, traceback: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback
 
 
 class BoxError(ExecboxError):

@@ -2,7 +2,7 @@
 
 A box is one isolated environment with its own filesystem view, process tree, network and
 limits. It knows nothing of jobs or kernels: the engine runs processes in it, moves files in and
-out, and destroys it. Six async methods, kept small so that backends stay comparable.
+out, and destroys it. A handful of async methods, kept small so that backends stay comparable.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from anyio.abc import ByteReceiveStream
 
-from ..models import Limits, Usage
+from ..models import DirEntry, Limits, Usage
 
 __all__ = [
     "WORKSPACE",
@@ -21,6 +21,7 @@ __all__ = [
     "Box",
     "BoxSpec",
     "BoxStats",
+    "DirEntry",
     "ExitInfo",
     "FileEntry",
     "Mount",
@@ -123,6 +124,9 @@ class Process(Protocol):
     async def kill(self) -> None:
         """Kill the process and everything it started (its session)."""
 
+    async def signal(self, signum: int) -> None:
+        """Send a signal to the process and its process group (SIGINT interrupts a kernel)."""
+
 
 @runtime_checkable
 class Box(Protocol):
@@ -138,13 +142,32 @@ class Box(Protocol):
         stdin: Literal["pipe", "null"] = "null",
     ) -> Process: ...
 
-    async def put_files(self, entries: Sequence[FileEntry], path: str = WORKSPACE) -> None:
-        """Create the entries inside the box, as the box's user, never following a link."""
+    async def put_files(
+        self, entries: Sequence[FileEntry], path: str = WORKSPACE, *, replace: bool = False
+    ) -> None:
+        """Create the entries inside the box, as the box's user, never following a link.
+
+        An existing file is an error unless ``replace``; then the name is replaced, never the
+        file a planted link points at.
+        """
 
     async def get_file(self, path: str, *, max_bytes: int = 64 << 20) -> bytes:
         """Read a file from inside the box without following links planted there."""
 
-    async def stats(self) -> BoxStats: ...
+    async def list_dir(self, path: str = WORKSPACE) -> list[DirEntry]: ...
+
+    async def remove(self, path: str) -> None:
+        """Delete a file, a link (not its target) or a whole directory inside the box."""
+
+    async def open_unix_socket(self, path: str) -> int:
+        """An ``O_PATH`` descriptor of the unix socket at ``path`` inside the box.
+
+        Connect through ``/proc/self/fd/N``: the descriptor pins that very socket, so a link
+        or a replacement planted by the box's code is never followed. The caller closes it.
+        """
+
+    async def stats(self, *, reset_peak: bool = False) -> BoxStats:
+        """Usage so far; ``reset_peak`` starts the peak-memory count afresh after reading."""
 
     async def destroy(self) -> None:
         """Kill everything in the box at once and remove every trace of it. Idempotent."""

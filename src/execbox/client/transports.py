@@ -1,25 +1,36 @@
 """How the SDK reaches an engine: in this process (embedded), or later over HTTP.
 
 The async transport is the real one. The sync embedded transport runs the same async engine on
-an event loop in a background thread (anyio's blocking portal): jobs keep running between calls,
-which a sync copy of the engine could not do.
+an event loop in a background thread (anyio's blocking portal), so jobs and kernels keep running
+between calls; each of its methods is derived from the async one of the same name.
 """
 
 from __future__ import annotations
 
 import atexit
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ..engine import Engine
 from ..engine.jobs import JobSpec
 from ..errors import ExecboxError
-from ..models import JobEvent, JobResult, JobStatus
+from ..models import (
+    DirEntry,
+    ExecutionEvent,
+    ExecutionResult,
+    JobEvent,
+    JobResult,
+    JobStatus,
+    SessionInfo,
+)
+
+if TYPE_CHECKING:
+    from ..engine.specs import SessionSpec
 
 __all__ = ["AsyncEmbeddedTransport", "AsyncTransport", "SyncEmbeddedTransport", "SyncTransport"]
 
@@ -33,12 +44,33 @@ class AsyncTransport(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
     async def aclose(self) -> None: ...
+    # jobs
     async def submit_job(self, spec: JobSpec) -> str: ...
     async def job_status(self, job_id: str) -> JobStatus: ...
     async def wait_job(self, job_id: str, timeout: float | None) -> JobResult: ...
     async def kill_job(self, job_id: str) -> None: ...
     async def list_jobs(self) -> list[str]: ...
     def job_events(self, job_id: str) -> AsyncIterator[JobEvent]: ...
+    # sessions
+    async def create_session(self, spec: SessionSpec) -> str: ...
+    async def session_info(self, session_id: str) -> SessionInfo: ...
+    async def list_sessions(self) -> list[str]: ...
+    async def close_session(self, session_id: str) -> None: ...
+    async def interrupt_session(self, session_id: str) -> None: ...
+    async def restart_session(self, session_id: str) -> None: ...
+    async def submit_execution(self, session_id: str, code: str, timeout: float | None) -> str: ...
+    def execution_events(
+        self, session_id: str, execution_id: str
+    ) -> AsyncIterator[ExecutionEvent]: ...
+    async def execution_result(
+        self, session_id: str, execution_id: str, timeout: float | None
+    ) -> ExecutionResult: ...
+    async def send_input(self, session_id: str, execution_id: str, text: str) -> None: ...
+    # files of a session
+    async def write_file(self, session_id: str, path: str, data: bytes) -> None: ...
+    async def read_file(self, session_id: str, path: str) -> bytes: ...
+    async def list_files(self, session_id: str, path: str) -> list[DirEntry]: ...
+    async def delete_file(self, session_id: str, path: str) -> None: ...
 
 
 class SyncTransport(Protocol):
@@ -56,6 +88,22 @@ class SyncTransport(Protocol):
     def kill_job(self, job_id: str) -> None: ...
     def list_jobs(self) -> list[str]: ...
     def job_events(self, job_id: str) -> Iterator[JobEvent]: ...
+    def create_session(self, spec: SessionSpec) -> str: ...
+    def session_info(self, session_id: str) -> SessionInfo: ...
+    def list_sessions(self) -> list[str]: ...
+    def close_session(self, session_id: str) -> None: ...
+    def interrupt_session(self, session_id: str) -> None: ...
+    def restart_session(self, session_id: str) -> None: ...
+    def submit_execution(self, session_id: str, code: str, timeout: float | None) -> str: ...
+    def execution_events(self, session_id: str, execution_id: str) -> Iterator[ExecutionEvent]: ...
+    def execution_result(
+        self, session_id: str, execution_id: str, timeout: float | None
+    ) -> ExecutionResult: ...
+    def send_input(self, session_id: str, execution_id: str, text: str) -> None: ...
+    def write_file(self, session_id: str, path: str, data: bytes) -> None: ...
+    def read_file(self, session_id: str, path: str) -> bytes: ...
+    def list_files(self, session_id: str, path: str) -> list[DirEntry]: ...
+    def delete_file(self, session_id: str, path: str) -> None: ...
 
 
 class AsyncEmbeddedTransport:
@@ -87,6 +135,8 @@ class AsyncEmbeddedTransport:
             self._open = False
             await self._engine.aclose()
 
+    # -- jobs ---------------------------------------------------------------------------------
+
     async def submit_job(self, spec: JobSpec) -> str:
         return self.engine.jobs.submit(spec)
 
@@ -104,6 +154,79 @@ class AsyncEmbeddedTransport:
 
     def job_events(self, job_id: str) -> AsyncIterator[JobEvent]:
         return self.engine.jobs.events(job_id)
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    async def create_session(self, spec: SessionSpec) -> str:
+        return await self.engine.sessions.create(spec)
+
+    async def session_info(self, session_id: str) -> SessionInfo:
+        return self.engine.sessions.info(session_id)
+
+    async def list_sessions(self) -> list[str]:
+        return self.engine.sessions.ids()
+
+    async def close_session(self, session_id: str) -> None:
+        await self.engine.sessions.close(session_id)
+
+    async def interrupt_session(self, session_id: str) -> None:
+        await self.engine.sessions.interrupt(session_id)
+
+    async def restart_session(self, session_id: str) -> None:
+        await self.engine.sessions.restart(session_id)
+
+    async def submit_execution(self, session_id: str, code: str, timeout: float | None) -> str:
+        return self.engine.sessions.submit(session_id, code, timeout)
+
+    def execution_events(self, session_id: str, execution_id: str) -> AsyncIterator[ExecutionEvent]:
+        return self.engine.sessions.events(session_id, execution_id)
+
+    async def execution_result(
+        self, session_id: str, execution_id: str, timeout: float | None
+    ) -> ExecutionResult:
+        return await self.engine.sessions.result(session_id, execution_id, timeout)
+
+    async def send_input(self, session_id: str, execution_id: str, text: str) -> None:
+        self.engine.sessions.send_input(session_id, execution_id, text)
+
+    async def write_file(self, session_id: str, path: str, data: bytes) -> None:
+        await self.engine.sessions.write_file(session_id, path, data)
+
+    async def read_file(self, session_id: str, path: str) -> bytes:
+        return await self.engine.sessions.read_file(session_id, path)
+
+    async def list_files(self, session_id: str, path: str) -> list[DirEntry]:
+        return await self.engine.sessions.list_files(session_id, path)
+
+    async def delete_file(self, session_id: str, path: str) -> None:
+        await self.engine.sessions.delete_file(session_id, path)
+
+
+def _blocking(name: str) -> Any:
+    """The sync twin of async transport method ``name``, run through the portal."""
+
+    def method(self: SyncEmbeddedTransport, *args: Any) -> Any:
+        return self._running().call(getattr(self._async, name), *args)
+
+    method.__name__ = name
+    return method
+
+
+def _iterating(name: str) -> Any:
+    """The sync twin of an async-iterator method: each item fetched through the portal."""
+
+    def method(self: SyncEmbeddedTransport, *args: Any) -> Iterator[Any]:
+        portal = self._running()
+        iterator = getattr(self._async, name)(*args)
+        next_item: Callable[[], Any] = iterator.__anext__
+        while True:
+            try:
+                yield portal.call(next_item)
+            except StopAsyncIteration:
+                return
+
+    method.__name__ = name
+    return method
 
 
 class SyncEmbeddedTransport:
@@ -154,26 +277,23 @@ class SyncEmbeddedTransport:
                 portal_cm.__exit__(None, None, None)
             atexit.unregister(self.close)
 
-    def submit_job(self, spec: JobSpec) -> str:
-        return self._running().call(self._async.submit_job, spec)
-
-    def job_status(self, job_id: str) -> JobStatus:
-        return self._running().call(self._async.job_status, job_id)
-
-    def wait_job(self, job_id: str, timeout: float | None) -> JobResult:
-        return self._running().call(self._async.wait_job, job_id, timeout)
-
-    def kill_job(self, job_id: str) -> None:
-        self._running().call(self._async.kill_job, job_id)
-
-    def list_jobs(self) -> list[str]:
-        return self._running().call(self._async.list_jobs)
-
-    def job_events(self, job_id: str) -> Iterator[JobEvent]:
-        portal = self._running()
-        events = portal.call(self._async.job_events, job_id)
-        while True:
-            try:
-                yield portal.call(events.__anext__)
-            except StopAsyncIteration:
-                return
+    submit_job = _blocking("submit_job")
+    job_status = _blocking("job_status")
+    wait_job = _blocking("wait_job")
+    kill_job = _blocking("kill_job")
+    list_jobs = _blocking("list_jobs")
+    job_events = _iterating("job_events")
+    create_session = _blocking("create_session")
+    session_info = _blocking("session_info")
+    list_sessions = _blocking("list_sessions")
+    close_session = _blocking("close_session")
+    interrupt_session = _blocking("interrupt_session")
+    restart_session = _blocking("restart_session")
+    submit_execution = _blocking("submit_execution")
+    execution_events = _iterating("execution_events")
+    execution_result = _blocking("execution_result")
+    send_input = _blocking("send_input")
+    write_file = _blocking("write_file")
+    read_file = _blocking("read_file")
+    list_files = _blocking("list_files")
+    delete_file = _blocking("delete_file")

@@ -1,18 +1,24 @@
-"""The engine: a backend, a task group, the pool and the jobs, opened and closed together."""
+"""The engine: a backend, a task group, the pools, the jobs and the sessions, opened and closed
+together."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..boxes.base import Backend
 from ..errors import ExecboxError
 from .jobs import JobManager
-from .pool import BoxPool
+from .pool import box_pool
+from .requirements import RequirementsResolver
+
+if TYPE_CHECKING:
+    from .sessions import SessionManager
 
 __all__ = ["BACKENDS", "Engine", "load_backend"]
 
@@ -37,14 +43,25 @@ def load_backend(name: str, **options: Any) -> Backend:
 
 class Engine:
     def __init__(
-        self, *, backend: str = "local", pool_size: int = 2, max_concurrent: int = 16
+        self,
+        *,
+        backend: str = "local",
+        pool_size: int = 2,
+        session_pool_size: int = 1,
+        max_concurrent: int = 16,
+        kernel_packages: Sequence[str] | None = None,
     ) -> None:
         self._backend_name = backend
         self._pool_size = pool_size
+        self._session_pool_size = session_pool_size
         self._max_concurrent = max_concurrent
+        self._kernel_packages = kernel_packages
         self._stack: contextlib.AsyncExitStack | None = None
+        self._sessions: SessionManager | None = None
         self.backend: Backend
         self.jobs: JobManager
+        self._task_group: anyio.abc.TaskGroup
+        self._resolver: RequirementsResolver
 
     async def __aenter__(self) -> Engine:
         stack = contextlib.AsyncExitStack()
@@ -53,18 +70,50 @@ class Engine:
             await stack.enter_async_context(backend)  # type: ignore[arg-type]
             task_group = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(task_group.cancel_scope.cancel)  # close kills what still runs
-            pool = BoxPool(backend, task_group, size=self._pool_size)
+            stack.push_async_callback(self._close_sessions)
+            pool = box_pool(backend, task_group, size=self._pool_size)
             stack.push_async_callback(pool.aclose)
             python = getattr(getattr(backend, "layout", None), "python", "python3")
+            self._resolver = RequirementsResolver(python=python)
             self.jobs = JobManager(
-                backend, task_group, pool=pool, max_concurrent=self._max_concurrent, python=python
+                backend,
+                task_group,
+                pool=pool,
+                max_concurrent=self._max_concurrent,
+                python=python,
+                requirements_resolver=self._resolver,
             )
         except BaseException:
             await stack.aclose()
             raise
         self.backend = backend
+        self._task_group = task_group
+        self._python = python
         self._stack = stack
         return self
+
+    @property
+    def sessions(self) -> SessionManager:
+        """Created on first use: jobs alone never import the kernel machinery (ZMQ, Jupyter)."""
+        if self._sessions is None:
+            if self._stack is None:
+                raise ExecboxError("the engine is not open")
+            from ..kernel.runtime import DEFAULT_PACKAGES, KernelRuntime
+            from .sessions import SessionManager
+
+            runtime = KernelRuntime(
+                self._resolver,
+                python=self._python,
+                packages=self._kernel_packages or DEFAULT_PACKAGES,
+            )
+            self._sessions = SessionManager(
+                self.backend, self._task_group, runtime, pool_size=self._session_pool_size
+            )
+        return self._sessions
+
+    async def _close_sessions(self) -> None:
+        if self._sessions is not None:
+            await self._sessions.aclose()
 
     async def __aexit__(
         self,

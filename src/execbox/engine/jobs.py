@@ -43,6 +43,7 @@ from .requirements import (
     RequirementsResolver,
     parse_requirements,
 )
+from .specs import check_env, check_limits
 
 __all__ = ["DEFAULT_TIMEOUT", "JobManager", "JobSpec", "make_job_spec"]
 
@@ -51,7 +52,6 @@ EXIT_GRACE = 0.2
 """How long output is still collected after the main process exits."""
 RETAINED_JOBS = 10_000
 """Finished jobs kept for ``job(id)``; older ones are forgotten (the server keeps records)."""
-_MAX_ENV = 256
 _MAX_ARGS = 4096
 
 
@@ -67,21 +67,6 @@ class JobSpec:
     timeout: float = DEFAULT_TIMEOUT
     limits: Limits = field(default_factory=Limits)
     network: bool = False
-
-
-def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    if env is None:
-        return {}
-    if not isinstance(env, Mapping) or len(env) > _MAX_ENV:
-        raise InvalidSpec(f"env must be a mapping of at most {_MAX_ENV} variables")
-    clean: dict[str, str] = {}
-    for key, value in env.items():
-        if not isinstance(key, str) or not key or "=" in key or "\x00" in key:
-            raise InvalidSpec(f"env: invalid variable name {key!r}")
-        if not isinstance(value, str) or "\x00" in value:
-            raise InvalidSpec(f"env: value of {key!r} must be a string without NUL")
-        clean[key] = value
-    return clean
 
 
 def _check_strings(values: Sequence[str] | None, what: str) -> tuple[str, ...]:
@@ -110,8 +95,6 @@ def make_job_spec(
 ) -> JobSpec:
     """Validate everything a caller can get wrong; raises InvalidSpec before any box starts."""
     entries = collect_files(files)
-    if limits is not None and not isinstance(limits, Limits):
-        raise InvalidSpec(f"limits must be execbox.Limits, not {type(limits).__name__}")
     if stdin is not None and not isinstance(stdin, str | bytes):
         raise InvalidSpec("stdin must be str or bytes")
     return JobSpec(
@@ -121,9 +104,9 @@ def make_job_spec(
         requirements=parse_requirements(requirements),
         pre_commands=_check_strings(pre_commands, "pre_commands"),
         stdin=stdin.encode() if isinstance(stdin, str) else stdin,
-        env=_check_env(env),
+        env=check_env(env),
         timeout=validate_timeout(timeout) or DEFAULT_TIMEOUT,
-        limits=limits or Limits(),
+        limits=check_limits(limits),
         network=bool(network),
     )
 

@@ -1,89 +1,105 @@
-"""Warm boxes: pristine boxes started ahead of need, each handed out once.
+"""Warm pools: things that are slow to start (boxes, kernels in boxes), started ahead of need.
 
-Starting a box costs an interpreter start (the agent) on top of bubblewrap's set-up; a job only
-needs an empty box of the right shape. A shape (limits, network, read-only paths) that has been
-asked for recently keeps ``size`` boxes ready; a claimed box is never returned to the pool, and
-boxes of shapes nobody asked for in ``idle_ttl`` seconds are destroyed.
+A shape that has been asked for recently keeps ``size`` items ready; a claimed item is never
+returned to the pool (each serves one job or one session), and shapes nobody asked for in
+``idle_ttl`` seconds are let go. Refills run in the background, in the engine's task group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
-import anyio
 import anyio.abc
 
 from ..boxes.base import Backend, Box, BoxSpec
 
-__all__ = ["BoxPool"]
+__all__ = ["BoxPool", "WarmPool", "box_pool"]
 
+log = logging.getLogger("execbox.pool")
 
-def _shape(spec: BoxSpec) -> tuple[object, ...]:
-    return (
-        spec.limits,
-        spec.network,
-        tuple(spec.mounts),
-        tuple(sorted(spec.env.items())),
-    )
+S = TypeVar("S")
+T = TypeVar("T")
 
 
 @dataclass
-class _Shelf:
-    spec: BoxSpec
-    ready: list[Box] = field(default_factory=list)
+class _Shelf(Generic[S, T]):
+    spec: S
+    ready: list[T] = field(default_factory=list)
     starting: int = 0
     last_asked: float = field(default_factory=time.monotonic)
 
 
-class BoxPool:
+class WarmPool(Generic[S, T]):
     def __init__(
         self,
-        backend: Backend,
         task_group: anyio.abc.TaskGroup,
         *,
+        make: Callable[[S], Awaitable[T]],
+        discard: Callable[[T], Awaitable[None]],
+        shape: Callable[[S], Hashable],
         size: int = 2,
         idle_ttl: float = 300.0,
     ) -> None:
-        self._backend = backend
         self._tg = task_group
+        self._make = make
+        self._discard = discard
+        self._shape = shape
         self.size = size
         self.idle_ttl = idle_ttl
-        self._shelves: dict[tuple[object, ...], _Shelf] = {}
+        self._shelves: dict[Hashable, _Shelf[S, T]] = {}
         self._closed = False
 
-    async def claim(self, spec: BoxSpec) -> Box:
-        """A ready box of this shape if one is waiting, else a freshly started one."""
-        key = _shape(spec)
+    def ready(self) -> int:
+        """How many items wait, over all shapes (for metrics and tests)."""
+        return sum(len(shelf.ready) for shelf in self._shelves.values())
+
+    async def claim(self, spec: S) -> T:
+        """A ready item of this shape if one is waiting, else a freshly made one."""
+        key = self._shape(spec)
         shelf = self._shelves.get(key)
         if shelf is None:
             shelf = self._shelves[key] = _Shelf(spec)
         shelf.last_asked = time.monotonic()
-        box = shelf.ready.pop() if shelf.ready else None
-        self._refill(shelf)
-        if box is not None:
-            return box
-        return await self._backend.create(spec)
+        if shelf.ready:
+            item = shelf.ready.pop()
+            self._refill(shelf)
+            return item
+        try:  # the caller waits for this one: refills would only compete with it for CPU
+            return await self._make(spec)
+        finally:
+            self._refill(shelf)
 
-    def _refill(self, shelf: _Shelf) -> None:
+    def prime(self, spec: S) -> None:
+        """Start filling the shelf of this shape without claiming anything."""
+        key = self._shape(spec)
+        shelf = self._shelves.setdefault(key, _Shelf(spec))
+        shelf.last_asked = time.monotonic()
+        self._refill(shelf)
+
+    def _refill(self, shelf: _Shelf[S, T]) -> None:
         if self._closed or self.size <= 0:
             return
         for _ in range(self.size - len(shelf.ready) - shelf.starting):
             shelf.starting += 1
             self._tg.start_soon(self._start_one, shelf)
 
-    async def _start_one(self, shelf: _Shelf) -> None:
+    async def _start_one(self, shelf: _Shelf[S, T]) -> None:
         try:
-            box = await self._backend.create(shelf.spec)
-        except Exception:
+            item = await self._make(shelf.spec)
+        except Exception as exc:
+            log.warning("warm pool could not start an item: %s", exc)
             return
         finally:
             shelf.starting -= 1
         if self._closed:
-            await box.destroy()
+            await self._discard(item)
         else:
-            shelf.ready.append(box)
+            shelf.ready.append(item)
         await self._expire()
 
     async def _expire(self) -> None:
@@ -91,13 +107,29 @@ class BoxPool:
         for key, shelf in list(self._shelves.items()):
             if now - shelf.last_asked > self.idle_ttl and not shelf.starting:
                 del self._shelves[key]
-                for box in shelf.ready:
-                    await box.destroy()
+                for item in shelf.ready:
+                    await self._discard(item)
 
     async def aclose(self) -> None:
         self._closed = True
         for shelf in self._shelves.values():
             while shelf.ready:
                 with contextlib.suppress(Exception):
-                    await shelf.ready.pop().destroy()
+                    await self._discard(shelf.ready.pop())
         self._shelves.clear()
+
+
+BoxPool = WarmPool[BoxSpec, Box]
+
+
+def _box_shape(spec: BoxSpec) -> Hashable:
+    return (spec.limits, spec.network, tuple(spec.mounts), tuple(sorted(spec.env.items())))
+
+
+async def _destroy(box: Box) -> None:
+    await box.destroy()
+
+
+def box_pool(backend: Backend, task_group: anyio.abc.TaskGroup, *, size: int = 2) -> BoxPool:
+    """Pristine single-use boxes for jobs, one shelf per (limits, network, mounts, env)."""
+    return WarmPool(task_group, make=backend.create, discard=_destroy, shape=_box_shape, size=size)

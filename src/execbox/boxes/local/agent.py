@@ -30,7 +30,8 @@ LIMIT_NAMES = {
 }
 WRITABLE_ROOTS = ("/workspace", "/tmp")
 SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGCHLD, SIGXFSZ = 1, 2, 9, 13, 15, 17, 25
-S_IFMT, S_IFREG = 0o170000, 0o100000
+S_IFMT, S_IFREG, S_IFDIR, S_IFLNK = 0o170000, 0o100000, 0o040000, 0o120000
+MAX_LISTED = 10000
 
 
 class Refused(Exception):
@@ -48,6 +49,8 @@ def encode(value):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(encode(v) for v in value) + "]"
     if isinstance(value, str):
         return (
             '"'
@@ -175,6 +178,7 @@ def open_dir(root_fd, parts, create):
 def extract(request, fds):
     """Write a manifest of entries (name, kind, mode, link target, data) below a writable root."""
     root = writable_root(request.get("path") or "/workspace")
+    replace = bool(request.get("replace"))
     os.makedirs(root, exist_ok=True)
     with os.fdopen(fds[0], "rb") as source:
         entries = marshal.loads(source.read())
@@ -186,7 +190,7 @@ def extract(request, fds):
                 continue
             parent = open_dir(root_fd, parts[:-1], create=True)
             try:
-                place(name, kind, mode, link, data, parts, parent, root_fd)
+                place(name, kind, mode, link, data, parts, parent, root_fd, replace)
             finally:
                 os.close(parent)
     finally:
@@ -194,7 +198,7 @@ def extract(request, fds):
     return {"files": len(entries)}
 
 
-def place(name, kind, mode, link, data, parts, parent, root_fd):
+def place(name, kind, mode, link, data, parts, parent, root_fd, replace=False):
     leaf = parts[-1]
     mode = (mode & 0o755) | 0o600
     if kind == "dir":
@@ -203,9 +207,14 @@ def place(name, kind, mode, link, data, parts, parent, root_fd):
         except FileExistsError:
             pass
     elif kind == "file":
-        fd = os.open(
-            leaf, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=parent
-        )
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        try:
+            fd = os.open(leaf, flags, mode, dir_fd=parent)
+        except FileExistsError:
+            if not replace:
+                raise
+            os.unlink(leaf, dir_fd=parent)  # the name only, never what a link points at
+            fd = os.open(leaf, flags, mode, dir_fd=parent)
         try:
             view = memoryview(data)
             while view:
@@ -245,20 +254,25 @@ def _escapes(target, depth):
     return False
 
 
-def read_file(request, fds):
-    path = writable_root(request["path"])
-    limit = int(request.get("max", 64 << 20))
+def open_parent(path):
+    """(fd of the directory holding path, leaf name), reached without following links."""
     root = next(r for r in WRITABLE_ROOTS if path == r or path.startswith(r + "/"))
     parts = split_relative(path[len(root) :].lstrip("/"))
     if not parts:
-        raise Refused(f"{path!r} is a directory")
+        raise Refused(f"{path!r} is the root of the workspace")
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        parent = open_dir(root_fd, parts[:-1], create=False)
+        return open_dir(root_fd, parts[:-1], create=False), parts[-1]
     finally:
         os.close(root_fd)
+
+
+def read_file(request, fds):
+    path = writable_root(request["path"])
+    limit = int(request.get("max", 64 << 20))
+    parent, leaf = open_parent(path)
     try:
-        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=parent)
+        fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=parent)
     finally:
         os.close(parent)
     with os.fdopen(fd, "rb") as source, os.fdopen(fds[0], "wb") as sink:
@@ -269,6 +283,71 @@ def read_file(request, fds):
             raise Refused(f"{path!r} is {info.st_size} bytes, more than the {limit} allowed")
         sink.write(source.read(limit + 1)[:limit])
     return {"size": info.st_size}
+
+
+def kind_of(mode):
+    kind = mode & S_IFMT
+    if kind == S_IFDIR:
+        return "dir"
+    if kind == S_IFREG:
+        return "file"
+    if kind == S_IFLNK:
+        return "symlink"
+    return "other"
+
+
+def list_dir(request, fds):
+    """Entries of a directory (name, kind, size, mtime) as JSON into the given fd."""
+    path = writable_root(request.get("path") or "/workspace")
+    root = next(r for r in WRITABLE_ROOTS if path == r or path.startswith(r + "/"))
+    parts = split_relative(path[len(root) :].lstrip("/")) if path != root else []
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        directory = open_dir(root_fd, parts, create=False)
+    finally:
+        os.close(root_fd)
+    entries = []
+    try:
+        for name in sorted(os.listdir(directory))[:MAX_LISTED]:
+            try:
+                info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            entries.append({
+                "name": name, "kind": kind_of(info.st_mode),
+                "size": info.st_size, "mtime": info.st_mtime,
+            })  # fmt: skip
+    finally:
+        os.close(directory)
+    with os.fdopen(fds[0], "wb") as sink:
+        sink.write(encode(entries).encode("utf-8", "replace"))
+    return {"count": len(entries)}
+
+
+def remove(request, fds):
+    """Delete a file, a link (never its target) or a directory tree below a writable root."""
+    parent, leaf = open_parent(writable_root(request["path"]))
+    try:
+        remove_entry(parent, leaf, 0)
+    finally:
+        os.close(parent)
+    return {}
+
+
+def remove_entry(parent, name, depth):
+    if depth > 256:
+        raise Refused("directory tree too deep to delete")
+    info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    if info.st_mode & S_IFMT != S_IFDIR:
+        os.unlink(name, dir_fd=parent)
+        return
+    directory = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    try:
+        for child in os.listdir(directory):
+            remove_entry(directory, child, depth + 1)
+    finally:
+        os.close(directory)
+    os.rmdir(name, dir_fd=parent)
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -286,7 +365,7 @@ def main():
         _signal.signal(number, _signal.SIG_IGN)
     running = {}  # pid -> request id
     send(sock, {"ev": "ready", "pid": os.getpid()})
-    handlers = {"spawn": spawn, "put": extract, "get": read_file}
+    handlers = {"spawn": spawn, "put": extract, "get": read_file, "list": list_dir, "rm": remove}
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     poller.register(wake_read, select.POLLIN)
@@ -324,7 +403,7 @@ def main():
                 handler = handlers[op]
                 outcome = handler(request, fds)
                 fds = []
-            except (Refused, OSError, KeyError, ValueError, LookupError) as exc:
+            except Exception as exc:  # pid 1 must outlive any request, however malformed
                 for leftover in fds:
                     try:
                         os.close(leftover)

@@ -19,6 +19,7 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ import anyio.abc
 from ...errors import BoxError, IsolationUnavailable
 from ...models import Usage
 from ...paths import state_dir
-from ..base import WORKSPACE, BoxSpec, BoxStats, ExitInfo, FileEntry, Protection
+from ..base import WORKSPACE, BoxSpec, BoxStats, DirEntry, ExitInfo, FileEntry, Protection
 from . import seccomp
 from .bwrap import BoxLayout, bwrap_argv, write_runtime
 from .cgroups import BoxCgroup
@@ -46,6 +47,8 @@ __all__ = ["LocalBackend", "LocalBox", "LocalProcess"]
 log = logging.getLogger("execbox.boxes.local")
 
 READY_TIMEOUT = 15.0
+LISTING_BYTES = 16 << 20
+DIR_KINDS = ("file", "dir", "symlink", "other")
 BASE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKSPACE,
@@ -129,7 +132,10 @@ class LocalProcess:
         )
 
     async def kill(self) -> None:
-        await self._box._send({"op": "kill", "id": self._rid, "signal": int(signal.SIGKILL)})
+        await self.signal(signal.SIGKILL)
+
+    async def signal(self, signum: int) -> None:
+        await self._box._send({"op": "kill", "id": self._rid, "signal": int(signum)})
 
     async def aclose(self) -> None:
         await self.close_stdin()
@@ -418,12 +424,14 @@ class LocalBox:
             raise BoxError(str(pending.reply.get("error")))
         return process
 
-    async def put_files(self, entries: Sequence[FileEntry], path: str = WORKSPACE) -> None:
+    async def put_files(
+        self, entries: Sequence[FileEntry], path: str = WORKSPACE, *, replace: bool = False
+    ) -> None:
         fd = os.memfd_create("execbox-upload", os.MFD_CLOEXEC)
         try:
-            os.write(fd, marshal.dumps([entry.as_tuple() for entry in entries]))
+            await write_all(fd, marshal.dumps([entry.as_tuple() for entry in entries]))
             os.lseek(fd, 0, os.SEEK_SET)
-            await self._call({"op": "put", "path": path}, [fd])
+            await self._call({"op": "put", "path": path, "replace": replace}, [fd])
         finally:
             close_quietly(fd)
 
@@ -436,16 +444,68 @@ class LocalBox:
         finally:
             close_quietly(fd)
 
-    async def stats(self) -> BoxStats:
+    async def list_dir(self, path: str = WORKSPACE) -> list[DirEntry]:
+        fd = os.memfd_create("execbox-listing", os.MFD_CLOEXEC)
+        try:
+            await self._call({"op": "list", "path": path}, [fd])
+            os.lseek(fd, 0, os.SEEK_SET)
+            raw = os.read(fd, LISTING_BYTES)
+        finally:
+            close_quietly(fd)
+        try:
+            return [
+                DirEntry(
+                    name=str(item["name"]),
+                    kind=item["kind"] if item["kind"] in DIR_KINDS else "other",
+                    size=int(item["size"]),
+                    modified=float(item["mtime"]),
+                )
+                for item in json.loads(raw)
+            ]
+        except (ValueError, TypeError, KeyError) as exc:  # the agent shares the box's uid
+            raise BoxError(f"box {self._id} sent a malformed listing") from exc
+
+    async def remove(self, path: str) -> None:
+        await self._call({"op": "rm", "path": path})
+
+    async def open_unix_socket(self, path: str) -> int:
+        if not self._init_pid or _process_start(self._init_pid) != self._init_start:
+            raise BoxError(f"box {self._id} is not running")
+        parts = [part for part in path.split("/") if part]
+        if not path.startswith("/") or not parts or ".." in parts:
+            raise BoxError(f"not an absolute box path: {path!r}")
+        # /proc/PID/root is the box's root; from there, no component may be a link.
+        fd = os.open(f"/proc/{self._init_pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for index, part in enumerate(parts):
+                last = index == len(parts) - 1
+                flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC | (0 if last else os.O_DIRECTORY)
+                following = os.open(part, flags, dir_fd=fd)
+                os.close(fd)
+                fd = following
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                raise BoxError(f"{path!r} in box {self._id} is not a unix socket")
+        except OSError as exc:
+            close_quietly(fd)
+            raise BoxError(f"cannot reach {path!r} in box {self._id}: {exc.strerror}") from None
+        except BaseException:
+            close_quietly(fd)
+            raise
+        return fd
+
+    async def stats(self, *, reset_peak: bool = False) -> BoxStats:
         if self._cgroup is None:
             return BoxStats(usage=Usage())
         cgroup, groups = self._cgroup, self._backend.facts.cgroups
-        return BoxStats(
+        stats = BoxStats(
             usage=cgroup.usage(),
             oom_killed=cgroup.oom_killed(),
             pids_limited=cgroup.pids_limited(),
             memory_counted=groups is not None and "memory" in groups.controllers,
         )
+        if reset_peak:
+            cgroup.reset_peak()
+        return stats
 
     async def destroy(self) -> None:
         if self._destroyed:

@@ -31,6 +31,8 @@ ETC_FILES = {
     "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
 }
 NETWORK_ETC = ("/etc/resolv.conf", "/etc/ssl", "/etc/ca-certificates", "/etc/pki")
+SHARED_ETC = ("/etc/fonts",)
+"""Host configuration every box sees: fontconfig's, so plotting libraries find fonts."""
 MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 
@@ -53,7 +55,9 @@ def write_runtime(directory: Path) -> Path:
     (directory / "empty").mkdir(exist_ok=True, mode=0o755)
     files = {Path("agent.py"): agent_source}
     files.update({Path("etc") / name: text.encode() for name, text in ETC_FILES.items()})
-    for host_path in NETWORK_ETC:  # mount points for what a networked box gets bound over them
+    for host_path in (
+        NETWORK_ETC + SHARED_ETC
+    ):  # mount points for what a networked box gets bound over them
         placeholder = directory / "etc" / Path(host_path).name
         if os.path.isdir(host_path):
             placeholder.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -108,10 +112,9 @@ def bwrap_argv(
     for path in layout.hidden:
         argv += ["--ro-bind", str(layout.runtime / "empty"), path]
     argv += ["--ro-bind", str(layout.runtime / "etc"), "/etc"]  # one mount, not one per file
-    if spec.network:
-        for path in NETWORK_ETC:
-            if os.path.exists(path):
-                argv += ["--ro-bind", path, path]
+    for path in SHARED_ETC + (NETWORK_ETC if spec.network else ()):
+        if os.path.exists(path):
+            argv += ["--ro-bind", path, path]
     tmp_size = str(limits.disk_bytes)
     argv += [
         "--proc", "/proc", "--dev", "/dev",

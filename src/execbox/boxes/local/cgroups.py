@@ -73,6 +73,9 @@ class BoxCgroup(Protocol):
 
     def usage(self) -> Usage: ...
 
+    def reset_peak(self) -> None:
+        """Start the peak-memory count afresh (one session cell at a time), where supported."""
+
     def oom_killed(self) -> bool: ...
 
     def pids_limited(self) -> bool: ...
@@ -143,6 +146,12 @@ class _BoxCgroupV1:
         cpu_ns = _read_int(cpuacct / "cpuacct.usage") if cpuacct else 0
         return Usage(cpu_seconds=cpu_ns / 1e9, peak_memory_bytes=peak)
 
+    def reset_peak(self) -> None:
+        memory = self.dirs.get("memory")
+        if memory is not None:
+            with contextlib.suppress(OSError):
+                _write(memory / "memory.max_usage_in_bytes", "0")
+
     def oom_killed(self) -> bool:
         memory = self.dirs.get("memory")
         return bool(memory and _keyed(memory / "memory.oom_control").get("oom_kill", 0))
@@ -212,6 +221,8 @@ class CgroupV1:
 class _BoxCgroupV2:
     name: str
     directory: Path
+    _peak_fd: int | None = None
+    """memory.peak resets per open file (kernel 6.12+): reads go through the resetting fd."""
 
     def attach(self, pid: int) -> None:
         _write(self.directory / "cgroup.procs", str(pid))
@@ -237,7 +248,22 @@ class _BoxCgroupV2:
     def usage(self) -> Usage:
         cpu_us = _keyed(self.directory / "cpu.stat").get("usage_usec", 0)
         peak = _read_int(self.directory / "memory.peak")
+        if self._peak_fd is not None:
+            with contextlib.suppress(OSError, ValueError):
+                peak = int(os.pread(self._peak_fd, 64, 0).split()[0])
         return Usage(cpu_seconds=cpu_us / 1e6, peak_memory_bytes=peak)
+
+    def reset_peak(self) -> None:
+        if self._peak_fd is None:
+            try:
+                self._peak_fd = os.open(self.directory / "memory.peak", os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                return
+        try:
+            os.pwrite(self._peak_fd, b"reset\n", 0)
+        except OSError:  # an older kernel: the peak stays the box's lifetime peak
+            os.close(self._peak_fd)
+            self._peak_fd = None
 
     def oom_killed(self) -> bool:
         return bool(_keyed(self.directory / "memory.events").get("oom_kill", 0))
@@ -246,6 +272,9 @@ class _BoxCgroupV2:
         return bool(_keyed(self.directory / "pids.events").get("max", 0))
 
     def remove(self) -> None:
+        if self._peak_fd is not None:
+            os.close(self._peak_fd)
+            self._peak_fd = None
         for _ in range(50):
             try:
                 self.directory.rmdir()

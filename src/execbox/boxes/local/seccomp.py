@@ -28,7 +28,7 @@ DENIED_SYSCALLS = (
     "adjtimex", "iopl", "ioperm", "personality", "vhangup",
 )  # fmt: skip
 
-_AF_PACKET, _AF_VSOCK = 17, 40
+_AF_INET, _AF_INET6, _AF_PACKET, _AF_VSOCK = 2, 10, 17, 40
 _SOCK_RAW, _SOCK_TYPE_MASK = 3, 0xF
 _NAMESPACE_FLAGS = (
     0x00020000,  # CLONE_NEWNS
@@ -70,7 +70,10 @@ def filter_bpf() -> bytes:
     for family in (_AF_PACKET, _AF_VSOCK):
         rules.add_rule(no_family, "socket", sc.Arg(0, sc.EQ, family))
         rules.add_rule(no_family, "socketpair", sc.Arg(0, sc.EQ, family))
-    rules.add_rule(deny, "socket", sc.Arg(1, sc.MASKED_EQ, _SOCK_TYPE_MASK, _SOCK_RAW))
+    # Raw IP sockets only: netlink is SOCK_RAW too, and getifaddrs() (ZMQ, psutil) needs it.
+    for family in (_AF_INET, _AF_INET6):
+        raw = sc.Arg(1, sc.MASKED_EQ, _SOCK_TYPE_MASK, _SOCK_RAW)
+        rules.add_rule(deny, "socket", sc.Arg(0, sc.EQ, family), raw)
 
     with os.fdopen(os.memfd_create("execbox-bpf", os.MFD_CLOEXEC), "w+b") as sink:
         rules.export_bpf(sink)

@@ -7,11 +7,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from ...boxes.base import WORKSPACE
 from ...engine.files import FilesInput
 from ...engine.jobs import make_job_spec
 from ...engine.requirements import RequirementsInput
+from ...engine.specs import MountsInput, make_session_spec
 from ...models import JobEvent, JobResult, JobStatus, Limits
 from ..transports import SyncEmbeddedTransport, SyncTransport
+from .sessions import Session
 
 __all__ = ["Client", "Job"]
 
@@ -52,7 +55,7 @@ class Job:
 
 
 class Client:
-    """Runs jobs in isolated boxes on this machine (embedded: no server needed).
+    """Runs jobs and sessions in isolated boxes on this machine (embedded: no server needed).
 
     Use it as a context manager so that boxes and the engine are released when you are done.
     """
@@ -142,3 +145,44 @@ class Client:
 
     def jobs(self) -> list[Job]:
         return [self.job(job_id) for job_id in self._transport.list_jobs()]
+
+    def session(
+        self,
+        *,
+        kernel: str = "python3",
+        limits: Limits | None = None,
+        network: bool = False,
+        env: Mapping[str, str] | None = None,
+        mounts: MountsInput = None,
+        cwd: str = WORKSPACE,
+        requirements: RequirementsInput = None,
+        idle_timeout: float | None = None,
+        ttl: float | None = None,
+    ) -> Session:
+        """A stateful kernel session, started when entered as a context manager.
+
+        ``mounts`` maps host paths to box paths (read-only), or lists ``Mount`` objects
+        (``writable=True`` for read-write). ``requirements`` are installed host-side from
+        wheels, so they work with the network off; with ``network=True``, ``%pip install``
+        works in cells too. Bad input raises InvalidSpec here, before anything starts.
+        """
+        spec = make_session_spec(
+            kernel=kernel,
+            limits=limits,
+            network=network,
+            env=env,
+            mounts=mounts,
+            cwd=cwd,
+            requirements=requirements,
+            idle_timeout=idle_timeout,
+            ttl=ttl,
+        )
+        return Session(self._transport, spec)
+
+    def attach(self, session_id: str) -> Session:
+        """A session started earlier, by id; SessionNotFound if this client has none such."""
+        self._transport.session_info(session_id)
+        return Session(self._transport, None, session_id)
+
+    def sessions(self) -> list[Session]:
+        return [Session(self._transport, None, sid) for sid in self._transport.list_sessions()]

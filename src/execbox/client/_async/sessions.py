@@ -1,0 +1,132 @@
+"""The SDK for sessions. Written async here; ``scripts/unasync`` derives ``_sync/sessions.py``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+from ...engine.specs import SessionSpec
+from ...errors import ExecboxError
+from ...models import DirEntry, ExecutionEvent, ExecutionResult, SessionInfo
+from ..transports import AsyncTransport
+
+__all__ = ["AsyncExecution", "AsyncFiles", "AsyncSession"]
+
+
+class AsyncExecution:
+    """Code submitted to a session: its events as they come, then its result."""
+
+    def __init__(self, transport: AsyncTransport, session_id: str, execution_id: str) -> None:
+        self._transport = transport
+        self.session_id = session_id
+        self.id = execution_id
+
+    def __repr__(self) -> str:
+        return f"<Execution {self.id} in {self.session_id}>"
+
+    async def stream(self) -> AsyncIterator[ExecutionEvent]:
+        """Every event from the start, as it arrives; the last is an ``EndEvent``."""
+        async for event in self._transport.execution_events(self.session_id, self.id):
+            yield event
+
+    async def result(self, timeout: float | None = None) -> ExecutionResult:
+        """The result once both the kernel's reply and its idle arrived; ExecboxTimeout after
+        ``timeout`` s of waiting (the execution's own timeout is set at submit)."""
+        return await self._transport.execution_result(self.session_id, self.id, timeout)
+
+    async def send_input(self, text: str) -> None:
+        """Answer the ``input()`` or ``getpass()`` this execution waits in."""
+        await self._transport.send_input(self.session_id, self.id, text)
+
+    async def interrupt(self) -> None:
+        await self._transport.interrupt_session(self.session_id)
+
+
+class AsyncFiles:
+    """Files in a session's workspace. Paths are relative to it (or absolute inside it)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def write(self, path: str, data: bytes | str) -> None:
+        """Create or replace a file (parents created); a link planted there is replaced, not
+        followed."""
+        payload = data.encode() if isinstance(data, str) else data
+        await self._session._transport.write_file(self._session.id, path, payload)
+
+    async def read(self, path: str) -> bytes:
+        return await self._session._transport.read_file(self._session.id, path)
+
+    async def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        return (await self.read(path)).decode(encoding)
+
+    async def list(self, path: str = "") -> list[DirEntry]:
+        return await self._session._transport.list_files(self._session.id, path)
+
+    async def delete(self, path: str) -> None:
+        """Delete a file, a link or a whole directory."""
+        await self._session._transport.delete_file(self._session.id, path)
+
+
+class AsyncSession:
+    """A stateful kernel in a box of its own. Use as a context manager: leaving closes it."""
+
+    def __init__(self, transport: AsyncTransport, spec: SessionSpec | None, session_id: str = ""):
+        self._transport = transport
+        self._spec = spec
+        self._id = session_id
+        self.files = AsyncFiles(self)
+
+    def __repr__(self) -> str:
+        return f"<Session {self._id or '(not started)'}>"
+
+    @property
+    def id(self) -> str:
+        if not self._id:
+            raise ExecboxError("the session is not started: use it as a context manager")
+        return self._id
+
+    async def start(self) -> AsyncSession:
+        """Start the kernel (from the warm pool when possible); idempotent."""
+        if not self._id:
+            assert self._spec is not None
+            self._id = await self._transport.create_session(self._spec)
+        return self
+
+    async def __aenter__(self) -> AsyncSession:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def info(self) -> SessionInfo:
+        return await self._transport.session_info(self.id)
+
+    async def submit(self, code: str, *, timeout: float | None = None) -> AsyncExecution:
+        """Queue code and return at once; executions run one at a time, in order."""
+        execution_id = await self._transport.submit_execution(self.id, code, timeout)
+        return AsyncExecution(self._transport, self.id, execution_id)
+
+    async def execute(self, code: str, *, timeout: float | None = None) -> ExecutionResult:
+        """Run code to its end. Past ``timeout`` the kernel is interrupted (restarted if it
+        will not stop) and the result says so; errors in the code are a result, not raised
+        (``raise_for_error()`` raises them)."""
+        execution = await self.submit(code, timeout=timeout)
+        return await execution.result()
+
+    async def interrupt(self) -> None:
+        await self._transport.interrupt_session(self.id)
+
+    async def restart(self) -> None:
+        """A fresh kernel in the same box: variables are lost, files stay."""
+        await self._transport.restart_session(self.id)
+
+    async def close(self) -> None:
+        """Destroy the session's box and everything in it; idempotent."""
+        if self._id:
+            await self._transport.close_session(self._id)

@@ -1,0 +1,197 @@
+"""One execution in a session: its record, its event log, and how its outcome is judged.
+
+Events are kept in order in a log that listeners read by index, so a late listener replays
+everything and nothing is ever dropped for a slow one; the log is bounded by the session's
+output limit (the recorder refuses output beyond it and marks the result truncated).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import anyio
+
+from ..boxes.base import BoxStats
+from ..kernel.outputs import ExecutionRecorder
+from ..models import (
+    EndEvent,
+    ExecutionEvent,
+    ExecutionResult,
+    ExecutionStatus,
+    InputRequestEvent,
+    Usage,
+)
+
+__all__ = ["Execution", "Verdict", "judge"]
+
+
+class Execution:
+    def __init__(self, session_id: str, code: str, timeout: float, output_limit: int) -> None:
+        self.id = f"exe_{secrets.token_hex(12)}"
+        self.session_id = session_id
+        self.code = code
+        self.timeout = timeout
+        self.status = ExecutionStatus.QUEUED
+        self.recorder = ExecutionRecorder("", output_limit=output_limit)
+        self.events: list[ExecutionEvent] = []
+        self.result: ExecutionResult | None = None
+        self.created_at = datetime.now(UTC)
+        self.started_at: datetime | None = None
+        self.settled = anyio.Event()
+        """Set when the kernel has answered, died, or an interrupt went unheeded."""
+        self.done = anyio.Event()
+        self.waiting_input = False
+        self.interrupted = False
+        self.timed_out = False
+        self.unresponsive = False
+        self._changed = anyio.Event()
+
+    def publish(self, event: ExecutionEvent) -> None:
+        if isinstance(event, InputRequestEvent):
+            self.waiting_input = True
+        self.events.append(event)
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    def on_message(self, channel: str, message: dict[str, object]) -> None:
+        """The kernel's handler for this execution's messages (and for the kernel's death)."""
+        if channel == "exit":
+            self.settled.set()
+            return
+        event = self.recorder.feed(channel, message)
+        if event is not None:
+            self.publish(event)
+        if self.recorder.done:
+            self.settled.set()
+
+    def finish(self, result: ExecutionResult) -> None:
+        if self.result is not None:
+            return
+        self.result = result
+        self.status = result.status
+        self.waiting_input = False
+        self.publish(EndEvent(result))
+        self.done.set()
+
+    def cancel(self, message: str) -> None:
+        self.finish(self.make_result(ExecutionStatus.CANCELLED, Usage(), message=message))
+
+    def make_result(
+        self,
+        status: ExecutionStatus,
+        usage: Usage,
+        *,
+        restarted: bool = False,
+        message: str | None = None,
+    ) -> ExecutionResult:
+        recorder = self.recorder
+        return ExecutionResult(
+            id=self.id,
+            session_id=self.session_id,
+            status=status,
+            execution_count=recorder.execution_count,
+            text=recorder.text,
+            stdout=recorder.stdout,
+            stderr=recorder.stderr,
+            outputs=recorder.outputs,
+            error=recorder.error,
+            usage=usage,
+            restarted=restarted,
+            truncated=recorder.truncated,
+            message=message,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+        )
+
+    async def stream(self) -> AsyncIterator[ExecutionEvent]:
+        """Every event from the first, then new ones as they come, ending with ``EndEvent``."""
+        index = 0
+        while True:
+            while index < len(self.events):
+                event = self.events[index]
+                index += 1
+                yield event
+                if isinstance(event, EndEvent):
+                    return
+            await self._changed.wait()
+
+
+class Verdict:
+    """How an execution ended, and what that means for its session."""
+
+    def __init__(
+        self,
+        status: ExecutionStatus,
+        *,
+        message: str | None = None,
+        restart: bool = False,
+        end_session: str | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.restart = restart
+        self.end_session = end_session
+
+
+def judge(execution: Execution, kernel_alive: bool, before: BoxStats, after: BoxStats) -> Verdict:
+    """The status of a settled execution, from the kernel's answer and the box's counters."""
+    fresh_oom = after.memory_counted and after.oom_killed and not before.oom_killed
+    fresh_pids = after.pids_limited and not before.pids_limited
+    if not kernel_alive:
+        if fresh_oom:
+            return Verdict(
+                ExecutionStatus.MEMORY_LIMIT,
+                message="the kernel was killed at the session's memory limit; the session ended",
+                end_session="memory_limit",
+            )
+        if fresh_pids:
+            return Verdict(
+                ExecutionStatus.PIDS_LIMIT,
+                message="the kernel died at the session's process limit; the session ended",
+                end_session="pids_limit",
+            )
+        return Verdict(
+            ExecutionStatus.KERNEL_DIED,
+            message="the kernel died; it was restarted and its state is lost",
+            restart=True,
+        )
+    if fresh_pids:
+        return Verdict(
+            ExecutionStatus.PIDS_LIMIT,
+            message="the code hit the session's process limit (a fork bomb?); the session ended",
+            end_session="pids_limit",
+        )
+    timeout = f"{execution.timeout:g} s"
+    waiting = " waiting for input" if execution.waiting_input else ""
+    if execution.unresponsive:
+        status = ExecutionStatus.TIMEOUT if execution.timed_out else ExecutionStatus.INTERRUPTED
+        cause = (
+            f"ran past its timeout of {timeout}{waiting}"
+            if execution.timed_out
+            else ("was interrupted")
+        )
+        return Verdict(
+            status,
+            message=f"the execution {cause} and ignored the interrupt: the kernel was "
+            "restarted and its state is lost",
+            restart=True,
+        )
+    if execution.timed_out:
+        return Verdict(
+            ExecutionStatus.TIMEOUT,
+            message=f"the execution ran past its timeout of {timeout}{waiting}; it was "
+            "interrupted and the session's state is kept",
+        )
+    if execution.interrupted:
+        return Verdict(ExecutionStatus.INTERRUPTED, message="the execution was interrupted")
+    recorder = execution.recorder
+    if recorder.reply_status == "ok":
+        message = None
+        if fresh_oom:
+            message = "a process of this execution was killed at the session's memory limit"
+        return Verdict(ExecutionStatus.OK, message=message)
+    if recorder.reply_status == "aborted":
+        return Verdict(ExecutionStatus.CANCELLED, message="the kernel aborted the execution")
+    return Verdict(ExecutionStatus.ERROR)

@@ -1,0 +1,532 @@
+"""Sessions: a kernel in a box of its own, running one execution at a time, supervised.
+
+Each execution is judged from the kernel's answer and the box's counters: a timeout interrupts
+the kernel and, if it is not idle within a short grace, restarts it (and says so); a kernel
+killed at the memory or process limit ends its session (the box is destroyed), any other death
+restarts the kernel. A warm pool keeps pre-started box+kernel pairs per shape (kernel, limits,
+network); env and working directory are applied after the claim. A reaper closes sessions idle
+longer than their ``idle_timeout`` (running code counts as activity) or older than their ``ttl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import posixpath
+import secrets
+import time
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ..boxes.base import WORKSPACE, Backend, Box, BoxSpec, DirEntry, FileEntry
+from ..errors import (
+    ExecboxError,
+    ExecboxTimeout,
+    InvalidFiles,
+    InvalidSpec,
+    InvalidState,
+    SessionClosed,
+    SessionNotFound,
+)
+from ..kernel.client import Kernel, start_kernel
+from ..kernel.runtime import KernelLaunch, KernelRuntime
+from ..models import (
+    ExecutionEvent,
+    ExecutionResult,
+    ExecutionStatus,
+    SessionInfo,
+    SessionStatus,
+    Usage,
+    validate_timeout,
+)
+from .executions import Execution, judge
+from .pool import WarmPool
+from .specs import SessionSpec
+
+__all__ = ["DEFAULT_EXECUTION_TIMEOUT", "SessionManager"]
+
+log = logging.getLogger("execbox.sessions")
+
+DEFAULT_EXECUTION_TIMEOUT = 300.0
+INTERRUPT_GRACE = 2.0
+"""How long an interrupted kernel has to become idle before it is restarted."""
+REAP_INTERVAL = 0.5
+RETAINED_EXECUTIONS = 100
+"""Finished executions (with their events) kept per session; the server keeps records."""
+RETAINED_SESSIONS = 1000
+MAX_CODE = 16 << 20
+
+
+@dataclass
+class _Warm:
+    """A started box with a ready kernel, waiting in the pool or serving a session."""
+
+    box: Box
+    kernel: Kernel
+    launch: KernelLaunch
+
+
+class _Session:
+    def __init__(self, spec: SessionSpec) -> None:
+        self.id = f"ses_{secrets.token_hex(12)}"
+        self.spec = spec
+        self.status = SessionStatus.STARTING
+        self.reason: str | None = None
+        self.created_at = datetime.now(UTC)
+        self.created = time.monotonic()
+        self.last_active = time.monotonic()
+        self.last_activity = self.created_at
+        self.executions: dict[str, Execution] = {}
+        self.current: Execution | None = None
+        self.generation = 0
+        self.execution_count = 0
+        self.warm: _Warm | None = None
+        send, receive = anyio.create_memory_object_stream[Execution](math.inf)
+        self.queue: MemoryObjectSendStream[Execution] = send
+        self.inbox: MemoryObjectReceiveStream[Execution] = receive
+        self.worker_scope = anyio.CancelScope()
+        self.worker_done = anyio.Event()
+        self.closed = anyio.Event()
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+        self.last_activity = datetime.now(UTC)
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(
+            id=self.id,
+            status=self.status,
+            kernel=self.spec.kernel,
+            created_at=self.created_at,
+            last_activity=self.last_activity,
+            execution_count=self.execution_count,
+            reason=self.reason,
+        )
+
+
+def _pool_shape(spec: SessionSpec) -> Hashable:
+    return (spec.kernel, spec.limits, spec.network)
+
+
+class SessionManager:
+    """Owns every session's box, kernel and tasks, through the task group it is given."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        task_group: anyio.abc.TaskGroup,
+        runtime: KernelRuntime,
+        *,
+        pool_size: int = 1,
+    ) -> None:
+        self._backend = backend
+        self._tg = task_group
+        self._runtime = runtime
+        self._sessions: dict[str, _Session] = {}
+        self.pool: WarmPool[SessionSpec, _Warm] = WarmPool(
+            task_group, make=self._start_warm, discard=self._discard, shape=_pool_shape,
+            size=pool_size,
+        )  # fmt: skip
+        self._reaper_started = False
+        self._seeding = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def create(self, spec: SessionSpec) -> str:
+        """Start a session (from the warm pool when its shape allows) and return its id."""
+        session = _Session(spec)
+        self._remember(session)
+        try:
+            if spec.poolable:
+                warm = await self.pool.claim(replace(spec, env={}, cwd=WORKSPACE))
+                session.warm = warm
+                await self._personalise(warm, spec)
+            else:
+                session.warm = await self._start_warm(spec)
+        except BaseException as exc:
+            session.status, session.reason = SessionStatus.CLOSED, "error"
+            session.closed.set()
+            if session.warm is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._discard(session.warm)
+            if isinstance(exc, ExecboxError | anyio.get_cancelled_exc_class()):
+                raise
+            raise ExecboxError(f"the session could not start: {exc}") from exc
+        session.status = SessionStatus.IDLE
+        session.touch()
+        self._tg.start_soon(self._serve, session)
+        if self._runtime.font_cache_missing and not self._seeding:
+            self._seeding = True
+            self._tg.start_soon(self._seed_font_cache, session.warm.launch)
+        if (spec.idle_timeout or spec.ttl) and not self._reaper_started:
+            self._reaper_started = True
+            self._tg.start_soon(self._reap_loop)
+        return session.id
+
+    def _remember(self, session: _Session) -> None:
+        self._sessions[session.id] = session
+        if len(self._sessions) > RETAINED_SESSIONS:
+            closed = [k for k, s in self._sessions.items() if s.status is SessionStatus.CLOSED]
+            for key in closed[: len(self._sessions) - RETAINED_SESSIONS]:
+                del self._sessions[key]
+
+    async def _start_warm(self, spec: SessionSpec) -> _Warm:
+        launch = await self._runtime.prepare(spec.kernel, spec.requirements)
+        box = await self._backend.create(
+            BoxSpec(
+                limits=spec.limits,
+                network=spec.network,
+                mounts=(*launch.mounts, *spec.mounts),
+                label=f"session {spec.kernel}",
+            )
+        )
+        try:
+            await self._make_cwd(box, spec.cwd)
+            kernel = await start_kernel(box, launch, self._tg, cwd=spec.cwd, env=spec.env)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await box.destroy()
+            raise
+        return _Warm(box, kernel, launch)
+
+    async def _seed_font_cache(self, launch: KernelLaunch) -> None:
+        """Build matplotlib's font list once, in a box of its own, for every later kernel."""
+        try:
+            box = await self._backend.create(BoxSpec(mounts=launch.mounts, label="font cache"))
+            try:
+                env = {**launch.env, "MPLCONFIGDIR": "/tmp/mpl"}
+                argv = [launch.argv[0], "-c", "import matplotlib.font_manager"]
+                process = await box.exec(argv, env=env)
+                with anyio.move_on_after(120):
+                    await process.wait()
+                files = {
+                    entry.name: await box.get_file(f"/tmp/mpl/{entry.name}", max_bytes=16 << 20)
+                    for entry in await box.list_dir("/tmp/mpl")
+                    if entry.kind == "file" and entry.name.startswith("fontlist")
+                }
+                self._runtime.store_font_cache(files)
+            finally:
+                await box.destroy()
+        except Exception as exc:
+            log.info("could not prepare matplotlib's font cache: %s", exc)
+
+    @staticmethod
+    async def _make_cwd(box: Box, cwd: str) -> None:
+        for root in (WORKSPACE, "/tmp"):
+            if cwd.startswith(root + "/"):
+                await box.put_files([FileEntry(cwd[len(root) + 1 :], kind="dir")], root)
+
+    async def _personalise(self, warm: _Warm, spec: SessionSpec) -> None:
+        """Env and working directory of a pooled kernel, set by a silent execution."""
+        if not spec.env and spec.cwd == WORKSPACE:
+            return
+        await self._make_cwd(warm.box, spec.cwd)
+        code = (
+            f"__import__('os').environ.update({dict(spec.env)!r}); "
+            f"__import__('os').chdir({spec.cwd!r})"
+        )
+        await warm.kernel.run_silent(code, timeout=10.0)
+
+    @staticmethod
+    async def _discard(warm: _Warm) -> None:
+        with anyio.CancelScope(shield=True):
+            await warm.kernel.close()
+            await warm.box.destroy()
+
+    async def close(self, session_id: str, reason: str = "closed") -> None:
+        await self._close(self._get(session_id), reason)
+
+    async def _close(self, session: _Session, reason: str, *, from_worker: bool = False) -> None:
+        if session.status is SessionStatus.CLOSED:
+            await session.closed.wait()
+            return
+        session.status, session.reason = SessionStatus.CLOSED, reason
+        with anyio.CancelScope(shield=True):
+            session.queue.close()
+            message = f"the session closed ({reason}) before this execution ran"
+            for execution in session.executions.values():
+                if execution.status is ExecutionStatus.QUEUED:
+                    execution.cancel(message)
+            if not from_worker:
+                session.worker_scope.cancel()
+                if session.warm is not None:
+                    await session.worker_done.wait()
+            if session.warm is not None:
+                await self._discard(session.warm)
+            session.closed.set()
+
+    async def aclose(self) -> None:
+        for session in list(self._sessions.values()):
+            await self._close(session, "engine_closed")
+        await self.pool.aclose()
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def _get(self, session_id: str) -> _Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionNotFound(f"no session {session_id!r}")
+        return session
+
+    def _open(self, session_id: str) -> _Session:
+        session = self._get(session_id)
+        if session.status is SessionStatus.CLOSED:
+            message = f"session {session_id} is closed ({session.reason})"
+            raise SessionClosed(message, session.reason)
+        return session
+
+    def _execution(self, session_id: str, execution_id: str) -> Execution:
+        execution = self._get(session_id).executions.get(execution_id)
+        if execution is None:
+            raise SessionNotFound(f"no execution {execution_id!r} in session {session_id}")
+        return execution
+
+    def info(self, session_id: str) -> SessionInfo:
+        return self._get(session_id).info()
+
+    def ids(self) -> list[str]:
+        return list(self._sessions)
+
+    # -- executions ---------------------------------------------------------------------------
+
+    def submit(self, session_id: str, code: str, timeout: float | None = None) -> str:
+        session = self._open(session_id)
+        if not isinstance(code, str):
+            raise InvalidSpec(f"code must be a string, not {type(code).__name__}")
+        if len(code) > MAX_CODE:
+            raise InvalidSpec(f"code is longer than {MAX_CODE} characters")
+        seconds = validate_timeout(timeout) or DEFAULT_EXECUTION_TIMEOUT
+        execution = Execution(session.id, code, seconds, session.spec.limits.output_bytes)
+        session.executions[execution.id] = execution
+        if len(session.executions) > RETAINED_EXECUTIONS:
+            finished = [k for k, e in session.executions.items() if e.status.terminal]
+            for key in finished[: len(session.executions) - RETAINED_EXECUTIONS]:
+                del session.executions[key]
+        session.queue.send_nowait(execution)
+        session.touch()
+        return execution.id
+
+    def events(self, session_id: str, execution_id: str) -> AsyncIterator[ExecutionEvent]:
+        return self._execution(session_id, execution_id).stream()
+
+    async def result(
+        self, session_id: str, execution_id: str, timeout: float | None = None
+    ) -> ExecutionResult:
+        execution = self._execution(session_id, execution_id)
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            await execution.done.wait()
+        if execution.result is None:
+            raise ExecboxTimeout(
+                f"execution {execution_id} is still {execution.status} after {timeout} s"
+            )
+        return execution.result
+
+    def send_input(self, session_id: str, execution_id: str, text: str) -> None:
+        session = self._open(session_id)
+        execution = self._execution(session_id, execution_id)
+        if not isinstance(text, str):
+            raise InvalidSpec("input must be a string")
+        if not execution.waiting_input or session.warm is None:
+            raise InvalidState(f"execution {execution_id} is not waiting for input")
+        execution.waiting_input = False
+        session.warm.kernel.reply_input(text)
+
+    async def interrupt(self, session_id: str) -> None:
+        """Interrupt the running execution; a kernel that ignores it is restarted."""
+        session = self._open(session_id)
+        execution = session.current
+        if execution is None or session.warm is None:
+            return
+        execution.interrupted = True
+        await session.warm.kernel.interrupt()
+        self._tg.start_soon(self._escalate, execution)
+
+    @staticmethod
+    async def _escalate(execution: Execution) -> None:
+        with anyio.move_on_after(INTERRUPT_GRACE):
+            await execution.settled.wait()
+        if not execution.settled.is_set():
+            execution.unresponsive = True
+            execution.settled.set()
+
+    async def restart(self, session_id: str) -> None:
+        """A fresh kernel in the same box: state is lost, files stay."""
+        session = self._open(session_id)
+        execution = session.current
+        if execution is not None:
+            execution.interrupted = execution.unresponsive = True
+            execution.settled.set()
+            while session.current is execution and session.status is not SessionStatus.CLOSED:
+                await execution.done.wait()
+                await anyio.lowlevel.checkpoint()
+            return  # the worker restarts the kernel for an unresponsive execution
+        await self._restart_kernel(session)
+
+    async def _restart_kernel(self, session: _Session) -> None:
+        warm = session.warm
+        assert warm is not None
+        await warm.kernel.stop()
+        session.generation += 1
+        warm.kernel = await start_kernel(
+            warm.box,
+            warm.launch,
+            self._tg,
+            generation=session.generation,
+            cwd=session.spec.cwd,
+            env=session.spec.env,
+        )
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    async def _serve(self, session: _Session) -> None:
+        try:
+            with session.worker_scope:
+                async with session.inbox:
+                    async for execution in session.inbox:
+                        if execution.status.terminal:
+                            continue
+                        session.current = execution
+                        session.status = SessionStatus.BUSY
+                        try:
+                            await self._run(session, execution)
+                        finally:
+                            session.current = None
+                        if session.status is SessionStatus.CLOSED:
+                            break
+                        session.status = SessionStatus.IDLE
+                        session.touch()
+        finally:
+            current = session.current
+            if current is not None and current.result is None:
+                current.cancel(f"the session closed ({session.reason}) during this execution")
+            session.worker_done.set()
+
+    async def _run(self, session: _Session, execution: Execution) -> None:
+        warm = session.warm
+        assert warm is not None
+        kernel, box = warm.kernel, warm.box
+        before = await box.stats(reset_peak=True)
+        started = time.monotonic()
+        execution.started_at = datetime.now(UTC)
+        execution.status = ExecutionStatus.RUNNING
+        msg_id = kernel.send(
+            "shell",
+            "execute_request",
+            {
+                "code": execution.code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": True,
+                "stop_on_error": True,
+            },
+            execution.on_message,
+        )
+        execution.recorder.msg_id = msg_id
+        try:
+            with anyio.move_on_after(execution.timeout):
+                await execution.settled.wait()
+            if not execution.settled.is_set():
+                execution.timed_out = True
+                await kernel.interrupt()
+                with anyio.move_on_after(INTERRUPT_GRACE):
+                    await execution.settled.wait()
+                if not execution.settled.is_set():
+                    execution.unresponsive = True
+            after = await box.stats()
+        finally:
+            kernel.forget(msg_id)
+        alive = not kernel.exited.is_set()
+        verdict = judge(execution, alive, before, after)
+        usage = Usage(
+            wall_seconds=time.monotonic() - started,
+            cpu_seconds=max(0.0, after.usage.cpu_seconds - before.usage.cpu_seconds),
+            peak_memory_bytes=after.usage.peak_memory_bytes,
+        )
+        restarted = False
+        if verdict.restart:
+            try:
+                await self._restart_kernel(session)
+                restarted = True
+            except ExecboxError as exc:
+                log.warning("session %s: kernel restart failed: %s", session.id, exc)
+                verdict.end_session = "kernel_died"
+        if execution.recorder.execution_count is not None:
+            session.execution_count = execution.recorder.execution_count
+        execution.finish(
+            execution.make_result(
+                verdict.status, usage, restarted=restarted, message=verdict.message
+            )
+        )
+        if verdict.end_session:
+            await self._close(session, verdict.end_session, from_worker=True)
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _box(self, session_id: str) -> Box:
+        session = self._open(session_id)
+        assert session.warm is not None
+        return session.warm.box
+
+    async def write_file(self, session_id: str, path: str, data: bytes) -> None:
+        box = self._box(session_id)
+        relative = _workspace_relative(path)
+        if not isinstance(data, bytes | bytearray):
+            raise InvalidSpec("file data must be bytes or str")
+        await box.put_files([FileEntry(relative, data=bytes(data))], WORKSPACE, replace=True)
+
+    async def read_file(self, session_id: str, path: str, max_bytes: int = 64 << 20) -> bytes:
+        box = self._box(session_id)
+        return await box.get_file(f"{WORKSPACE}/{_workspace_relative(path)}", max_bytes=max_bytes)
+
+    async def list_files(self, session_id: str, path: str = "") -> list[DirEntry]:
+        box = self._box(session_id)
+        relative = _workspace_relative(path, allow_root=True)
+        return await box.list_dir(f"{WORKSPACE}/{relative}".rstrip("/"))
+
+    async def delete_file(self, session_id: str, path: str) -> None:
+        box = self._box(session_id)
+        await box.remove(f"{WORKSPACE}/{_workspace_relative(path)}")
+
+    # -- the reaper ---------------------------------------------------------------------------
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await anyio.sleep(REAP_INTERVAL)
+            now = time.monotonic()
+            for session in list(self._sessions.values()):
+                spec = session.spec
+                if session.status is SessionStatus.CLOSED:
+                    continue
+                if spec.ttl is not None and now - session.created > spec.ttl:
+                    self._tg.start_soon(self._close, session, "ttl")
+                elif (
+                    spec.idle_timeout is not None
+                    and session.status is SessionStatus.IDLE
+                    and session.current is None
+                    and now - session.last_active > spec.idle_timeout
+                ):
+                    self._tg.start_soon(self._close, session, "idle_timeout")
+
+
+def _workspace_relative(path: str, *, allow_root: bool = False) -> str:
+    """A path inside the workspace, relative to it; anything that could leave it is refused."""
+    if not isinstance(path, str) or "\x00" in path:
+        raise InvalidFiles(f"invalid path {path!r}")
+    if path.startswith("/"):
+        if path != WORKSPACE and not path.startswith(WORKSPACE + "/"):
+            raise InvalidFiles(f"{path!r} is outside the workspace ({WORKSPACE})")
+        path = path[len(WORKSPACE) :]
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise InvalidFiles(f"path {path!r} leaves the workspace")
+    relative = posixpath.join(*parts) if parts else ""
+    if not relative and not allow_root:
+        raise InvalidFiles("a file path inside the workspace is needed")
+    return relative
