@@ -164,6 +164,7 @@ class Box(Protocol):
 
         Connect through ``/proc/self/fd/N``: the descriptor pins that very socket, so a link
         or a replacement planted by the box's code is never followed. The caller closes it.
+        FileNotFoundError while nothing is there yet; BoxError for anything but a socket.
         """
 
     async def stats(self, *, reset_peak: bool = False) -> BoxStats:

@@ -140,17 +140,18 @@ def judge(execution: Execution, kernel_alive: bool, before: BoxStats, after: Box
     fresh_oom = after.memory_counted and after.oom_killed and not before.oom_killed
     fresh_pids = after.pids_limited and not before.pids_limited
     if not kernel_alive:
-        if fresh_oom:
-            return Verdict(
-                ExecutionStatus.MEMORY_LIMIT,
-                message="the kernel was killed at the session's memory limit; the session ended",
-                end_session="memory_limit",
-            )
+        # A fork bomb of kernel copies also exhausts memory: the process limit is the cause.
         if fresh_pids:
             return Verdict(
                 ExecutionStatus.PIDS_LIMIT,
                 message="the kernel died at the session's process limit; the session ended",
                 end_session="pids_limit",
+            )
+        if fresh_oom:
+            return Verdict(
+                ExecutionStatus.MEMORY_LIMIT,
+                message="the kernel was killed at the session's memory limit; the session ended",
+                end_session="memory_limit",
             )
         return Verdict(
             ExecutionStatus.KERNEL_DIED,

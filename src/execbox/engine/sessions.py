@@ -35,7 +35,7 @@ from ..errors import (
     SessionNotFound,
 )
 from ..kernel.client import Kernel, start_kernel
-from ..kernel.runtime import KernelLaunch, KernelRuntime
+from ..kernel.runtime import DEFAULT_KERNEL, KernelLaunch, KernelRuntime
 from ..models import (
     ExecutionEvent,
     ExecutionResult,
@@ -57,6 +57,8 @@ DEFAULT_EXECUTION_TIMEOUT = 300.0
 INTERRUPT_GRACE = 2.0
 """How long an interrupted kernel has to become idle before it is restarted."""
 REAP_INTERVAL = 0.5
+LIMIT_POLL = 0.25
+"""How often a running execution's box is checked for having hit its process limit."""
 RETAINED_EXECUTIONS = 100
 """Finished executions (with their events) kept per session; the server keeps records."""
 RETAINED_SESSIONS = 1000
@@ -134,7 +136,8 @@ class SessionManager:
             size=pool_size,
         )  # fmt: skip
         self._reaper_started = False
-        self._seeding = False
+        self._seeding = anyio.Lock()
+        self._font_seed_tried = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -161,9 +164,6 @@ class SessionManager:
         session.status = SessionStatus.IDLE
         session.touch()
         self._tg.start_soon(self._serve, session)
-        if self._runtime.font_cache_missing and not self._seeding:
-            self._seeding = True
-            self._tg.start_soon(self._seed_font_cache, session.warm.launch)
         if (spec.idle_timeout or spec.ttl) and not self._reaper_started:
             self._reaper_started = True
             self._tg.start_soon(self._reap_loop)
@@ -178,6 +178,11 @@ class SessionManager:
 
     async def _start_warm(self, spec: SessionSpec) -> _Warm:
         launch = await self._runtime.prepare(spec.kernel, spec.requirements)
+        if not self._font_seed_tried and spec.kernel == DEFAULT_KERNEL:
+            async with self._seeding:  # once per cache directory, before the first kernel
+                if not self._font_seed_tried and self._runtime.font_cache_missing:
+                    await self._seed_font_cache(launch)
+                self._font_seed_tried = True
         box = await self._backend.create(
             BoxSpec(
                 limits=spec.limits,
@@ -198,7 +203,8 @@ class SessionManager:
     async def _seed_font_cache(self, launch: KernelLaunch) -> None:
         """Build matplotlib's font list once, in a box of its own, for every later kernel."""
         try:
-            box = await self._backend.create(BoxSpec(mounts=launch.mounts, label="font cache"))
+            spec = BoxSpec(mounts=launch.mounts, label="font cache")
+            box = await self._backend.create(spec)
             try:
                 env = {**launch.env, "MPLCONFIGDIR": "/tmp/mpl"}
                 argv = [launch.argv[0], "-c", "import matplotlib.font_manager"]
@@ -430,9 +436,17 @@ class SessionManager:
         )
         execution.recorder.msg_id = msg_id
         try:
-            with anyio.move_on_after(execution.timeout):
-                await execution.settled.wait()
-            if not execution.settled.is_set():
+            deadline = anyio.current_time() + execution.timeout
+            fork_bomb = False
+            while not execution.settled.is_set() and not fork_bomb:
+                remaining = deadline - anyio.current_time()
+                if remaining <= 0:
+                    break
+                with anyio.move_on_after(min(remaining, LIMIT_POLL)):
+                    await execution.settled.wait()
+                if not execution.settled.is_set() and not before.pids_limited:
+                    fork_bomb = (await box.stats()).pids_limited  # judged now, not at timeout
+            if not execution.settled.is_set() and not fork_bomb:
                 execution.timed_out = True
                 await kernel.interrupt()
                 with anyio.move_on_after(INTERRUPT_GRACE):

@@ -37,7 +37,7 @@ log = logging.getLogger("execbox.kernel")
 
 CHANNELS = ("shell", "iopub", "stdin", "control")
 PORTS = {"shell": 1, "iopub": 2, "stdin": 3, "control": 4, "hb": 5}
-START_TIMEOUT = 60.0
+START_TIMEOUT = 30.0
 RECONNECT_MS = 5
 STDERR_TAIL = 8192
 
@@ -250,11 +250,11 @@ async def start_kernel(
 ) -> Kernel:
     """Start ``launch`` in ``box`` and return it connected and ready.
 
-    ``generation`` names a fresh set of sockets for each (re)start, so a restart never meets
-    the sockets of the kernel before it.
+    Each (re)start gets socket names of its own, unguessable, so a restart never meets the
+    sockets of the kernel before it nor anything the box's code planted in advance.
     """
     key = secrets.token_hex(32)
-    stem = f"{KERNEL_DIR}/k{generation}"
+    stem = f"{KERNEL_DIR}/k{generation}-{secrets.token_hex(4)}"
     connection = {
         "transport": "ipc",
         "ip": stem,
@@ -304,6 +304,9 @@ async def _wait_for_socket(kernel: Kernel, path: str) -> int:
             raise KernelError(kernel._death_message())
         try:
             return await kernel.box.open_unix_socket(path)
-        except BoxError:
+        except FileNotFoundError:
             await anyio.sleep(delay)
             delay = min(delay * 1.5, 0.02)
+        except BoxError as exc:  # a link or a file where the kernel's socket should be
+            message = f"the {kernel.name} kernel's channels were tampered with: {exc}"
+            raise KernelError(message) from None

@@ -485,6 +485,9 @@ class LocalBox:
                 fd = following
             if not stat.S_ISSOCK(os.fstat(fd).st_mode):
                 raise BoxError(f"{path!r} in box {self._id} is not a unix socket")
+        except FileNotFoundError:
+            close_quietly(fd)
+            raise
         except OSError as exc:
             close_quietly(fd)
             raise BoxError(f"cannot reach {path!r} in box {self._id}: {exc.strerror}") from None
