@@ -38,7 +38,8 @@ def _nothing_left() -> None:
 def _engine_healthy(engine: execbox.Client) -> None:
     with engine.session() as session:
         result = session.execute("print('still fine')")
-    assert result.ok and result.stdout == "still fine\n", result
+    assert result.ok, result
+    assert result.stdout == "still fine\n"
     assert engine.run({"main.py": "print('jobs too')"}).stdout == "jobs too\n"
     _nothing_left()
 
@@ -63,7 +64,8 @@ def test_memory_bomb_ends_the_session_with_memory_limit(engine):
         assert result.status is ExecutionStatus.MEMORY_LIMIT, (result.status, result.message)
         assert "memory" in (result.message or "")
         info = session.info()
-        assert info.status == "closed" and info.reason == "memory_limit", info
+        assert info.status == "closed", info
+        assert info.reason == "memory_limit", info
         with pytest.raises(execbox.SessionClosed) as caught:
             session.execute("x")
         assert caught.value.reason == "memory_limit"
