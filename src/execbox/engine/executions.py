@@ -46,6 +46,7 @@ class Execution:
         self.interrupted = False
         self.timed_out = False
         self.unresponsive = False
+        self.restart_requested = False
         self._changed = anyio.Event()
 
     def publish(self, event: ExecutionEvent) -> None:
@@ -166,6 +167,12 @@ def judge(execution: Execution, kernel_alive: bool, before: BoxStats, after: Box
         )
     timeout = f"{execution.timeout:g} s"
     waiting = " waiting for input" if execution.waiting_input else ""
+    if execution.restart_requested:
+        return Verdict(
+            ExecutionStatus.INTERRUPTED,
+            message="the session was restarted during this execution: its state is lost",
+            restart=True,
+        )
     if execution.unresponsive:
         status = ExecutionStatus.TIMEOUT if execution.timed_out else ExecutionStatus.INTERRUPTED
         cause = (

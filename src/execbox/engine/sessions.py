@@ -366,7 +366,7 @@ class SessionManager:
         session = self._open(session_id)
         execution = session.current
         if execution is not None:
-            execution.interrupted = execution.unresponsive = True
+            execution.restart_requested = execution.unresponsive = True
             execution.settled.set()
             while session.current is execution and session.status is not SessionStatus.CLOSED:
                 await execution.done.wait()
@@ -391,6 +391,7 @@ class SessionManager:
     # -- the worker ---------------------------------------------------------------------------
 
     async def _serve(self, session: _Session) -> None:
+        execution: Execution | None = None
         try:
             with session.worker_scope:
                 async with session.inbox:
@@ -408,9 +409,8 @@ class SessionManager:
                         session.status = SessionStatus.IDLE
                         session.touch()
         finally:
-            current = session.current
-            if current is not None and current.result is None:
-                current.cancel(f"the session closed ({session.reason}) during this execution")
+            if execution is not None and execution.result is None:
+                execution.cancel(f"the session closed ({session.reason}) during this execution")
             session.worker_done.set()
 
     async def _run(self, session: _Session, execution: Execution) -> None:

@@ -25,8 +25,8 @@ __all__ = [
 
 MAX_ENV = 256
 MAX_MOUNTS = 64
-RESERVED_TARGETS = (
-    "/", "/proc", "/dev", "/sys", "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+RESERVED = (
+    "/proc", "/dev", "/sys", "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
     "/libx32", "/opt/execbox", "/tmp/.execbox",
 )  # fmt: skip
 
@@ -74,7 +74,7 @@ def check_mounts(mounts: MountsInput) -> tuple[Mount, ...]:
         if "\x00" in source + target or not os.path.isabs(source) or not target.startswith("/"):
             raise InvalidSpec(f"mount {source!r} -> {target!r}: both paths must be absolute")
         target = posixpath.normpath(target)
-        if any(target == r or target.startswith(r.rstrip("/") + "/") for r in RESERVED_TARGETS):
+        if target == "/" or any(target == r or target.startswith(r + "/") for r in RESERVED):
             raise InvalidSpec(f"mount target {target!r} would hide a part of the box it needs")
         if not os.path.exists(source):
             raise InvalidSpec(f"mount source {source!r} does not exist")

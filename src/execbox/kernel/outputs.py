@@ -36,8 +36,12 @@ def _text(value: Any) -> str:
     return ""
 
 
+def _bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
+
+
 def _size(data: dict[str, Any]) -> int:
-    return sum(len(value) if isinstance(value, str) else 64 for value in data.values())
+    return sum(_bytes(value) if isinstance(value, str) else 64 for value in data.values())
 
 
 class ExecutionRecorder:
@@ -114,6 +118,19 @@ class ExecutionRecorder:
         self._size += size
         return True
 
+    def _fit(self, text: str) -> str:
+        """As much of ``text`` as the output limit still allows, counted in UTF-8 bytes."""
+        if self._clear_pending:
+            self._clear()
+        room = self.output_limit - self._size
+        size = _bytes(text)
+        if size > room:
+            self.truncated = True
+            text = text.encode("utf-8", "replace")[: max(room, 0)].decode("utf-8", "ignore")
+            size = _bytes(text)
+        self._size += size
+        return text
+
     def _clear(self) -> None:
         self._clear_pending = False
         self._text.clear()
@@ -126,8 +143,8 @@ class ExecutionRecorder:
         name: Literal["stdout", "stderr"] = (
             "stderr" if content.get("name") == "stderr" else "stdout"
         )
-        text = _text(content.get("text"))
-        if not self._admit(len(text)):
+        text = self._fit(_text(content.get("text")))
+        if not text:
             return None
         self._text.append(text)
         (self._stderr if name == "stderr" else self._stdout).append(text)

@@ -84,6 +84,15 @@ UV = "/opt/execbox/kernel/bin/uv"
 COMMANDS = {"install", "uninstall", "list", "freeze", "show"}
 
 
+def networked():
+    import socket
+
+    try:
+        return any(name != "lo" for _, name in socket.if_nameindex())
+    except OSError:
+        return True
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -93,9 +102,17 @@ def main(argv=None):
     if command not in COMMANDS:
         print(f"pip {command}: not available in this box (uv pip underneath)", file=sys.stderr)
         return 2
+    if command == "install" and not networked():
+        print(
+            "pip: this session has no network; create it with network=True, or give "
+            "requirements=[...] when creating it (installed from wheels, offline)",
+            file=sys.stderr,
+        )
+        return 1
     target = os.environ.get("EXECBOX_PACKAGES", "/tmp/.execbox/packages")
     if command == "install":
         rest = ["--python", sys.executable, *rest]
+    os.environ["NO_COLOR"] = "1"  # cell output is read as text, not by a terminal
     os.execv(UV, [UV, "pip", command, "--target", target, *rest])
 '''
 
@@ -251,7 +268,8 @@ def _kernel_env() -> dict[str, str]:
         "UV_CACHE_DIR": f"{KERNEL_DIR}/uv-cache",
         "UV_NO_CONFIG": "1",
         "UV_PYTHON_DOWNLOADS": "never",
-        "UV_NATIVE_TLS": "1",
+        "UV_SYSTEM_CERTS": "1",
+        "UV_NO_PROGRESS": "1",
         "PYTHONUNBUFFERED": "1",
     }
 
