@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,8 @@ def generate(target: Path) -> list[Path]:
         out = target / source.name
         out.write_text(HEADER + out.read_text())
         produced.append(out)
+    # Sync lines are shorter than async ones: format, so the output is what ruff would keep.
+    subprocess.run([sys.executable, "-m", "ruff", "format", "-q", *map(str, produced)], check=True)
     return produced
 
 

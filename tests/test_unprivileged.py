@@ -63,9 +63,23 @@ def test_suite_subset_passes_as_nobody(nobody_home):
     assert " failed" not in tail
 
 
+def test_sessions_work_as_nobody(nobody_home):
+    """Kernels in boxes without root: /proc/PID/root access, rlimits, the runtime in our cache."""
+    done = _as_nobody(
+        "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_sessions.py",
+        "-k", "state_kept or isolated or stream_events or error_is_a_result or input_round_trip"
+        " or timeout_interrupts or restart_loses or files_round_trip or planted_symlinks"
+        " or matplotlib or env_and_cwd",
+        home=nobody_home,
+    )  # fmt: skip
+    tail = "\n".join((done.stdout + done.stderr).splitlines()[-40:])
+    assert done.returncode == 0, tail
+    assert "11 passed" in tail, tail
+
+
 def test_memory_limit_without_cgroups(nobody_home):
     code = "from execbox import Client, Limits\nwith Client(pool_size=0) as c:\n"
-    code += "    r = c.run({'main.py': 'x = bytearray(1 << 30)'}, limits=Limits(memory='128M'))\n"
+    code += "    r = c.run({'main.py': 'x = bytearray(3 << 30)'}, limits=Limits(memory='128M'))\n"
     code += "    print(r.status)\n"
     done = _as_nobody("-c", code, home=nobody_home)
     assert done.stdout.strip() == "memory_limit", done.stdout + done.stderr

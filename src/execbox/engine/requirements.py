@@ -133,6 +133,8 @@ class RequirementsResolver:
                 "--cache-dir", str(self._root / "uv"), *requirements.lines,
             ]  # fmt: skip
             env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+            # The host's CA store, as pip and curl use: it holds any proxy's or mirror's CA.
+            env.setdefault("UV_SYSTEM_CERTS", "1")
             try:
                 done = subprocess.run(
                     command, capture_output=True, timeout=RESOLVE_TIMEOUT, env=env, check=False

@@ -271,6 +271,7 @@ def _kernel_env() -> dict[str, str]:
         "UV_SYSTEM_CERTS": "1",
         "UV_NO_PROGRESS": "1",
         "PYTHONUNBUFFERED": "1",
+        "MALLOC_ARENA_MAX": "2",  # a kernel's dozen threads need not reserve an arena each
     }
 
 

@@ -48,6 +48,7 @@ log = logging.getLogger("execbox.boxes.local")
 
 READY_TIMEOUT = 15.0
 LISTING_BYTES = 16 << 20
+AS_SLACK = 1 << 30
 DIR_KINDS = ("file", "dir", "symlink", "other")
 BASE_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -242,7 +243,8 @@ class LocalBox:
         controllers = groups.controllers if groups else frozenset()
         rlimits = {"core": 0, "nofile": 4096, "fsize": limits.disk_bytes}
         if "memory" not in controllers:
-            rlimits["as"] = limits.memory_bytes
+            # Address space, not memory: a kernel's threads reserve ~600 MiB they never touch.
+            rlimits["as"] = limits.memory_bytes + AS_SLACK
         if "pids" not in controllers:
             # Counted per uid *per user namespace* (kernel 5.14+): the box's own namespace makes
             # it a per-box count even when every box runs as the same host uid.

@@ -161,7 +161,8 @@ class HostFacts:
                 "memory+swap limit per box"
                 if swap
                 else "memory limit per box (swap not accounted on this host)",
-                "falls back to RLIMIT_AS per process: a box of many processes can use more",
+                "falls back to RLIMIT_AS per process, at the limit plus 1 GiB of address space "
+                "that threads reserve without using: a box can use more",
             ),
             cgroup(
                 "pids",
