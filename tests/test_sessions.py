@@ -853,3 +853,29 @@ def test_usage_peak_memory_and_cpu(fresh: execbox.Session) -> None:
     )
     assert busy.usage.cpu_seconds > 0.3, busy.usage
     assert busy.usage.wall_seconds >= 0.5, busy.usage
+
+
+def test_output_written_to_the_file_descriptors_arrives(session: execbox.Session) -> None:
+    """Subprocesses and C code write to fd 1/2 directly: that output is the cell's too."""
+    result = ok(
+        session,
+        "import os, subprocess, sys\n"
+        "os.system('echo from-system')\n"
+        "subprocess.run(['sh', '-c', 'echo from-sh-err >&2'])\n"
+        "os.write(1, b'from-fd\\n')\n"
+        "print('from-print')",
+    )
+    for marker in ("from-system", "from-fd", "from-print"):
+        assert marker in result.stdout, result.stdout
+    assert "from-sh-err" in result.stderr, result.stderr
+
+
+def test_fd_output_at_the_very_end_of_a_cell_is_never_lost(session: execbox.Session) -> None:
+    """The last thing a cell does is a raw write to fd 1: it arrives, 500 times out of 500."""
+    ok(session, "import os")
+    lost = []
+    for i in range(500):
+        result = session.execute(f"os.write(1, b'fd-{i}\\n');")
+        if result.stdout != f"fd-{i}\n":
+            lost.append((i, result.stdout))
+    assert not lost, lost[:5]
