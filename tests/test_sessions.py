@@ -879,3 +879,29 @@ def test_fd_output_at_the_very_end_of_a_cell_is_never_lost(session: execbox.Sess
         if result.stdout != f"fd-{i}\n":
             lost.append((i, result.stdout))
     assert not lost, lost[:5]
+
+
+def test_an_installed_kernelspec_can_be_named(
+    box_client: execbox.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernelspec of the host (here: this venv's own ipykernel) runs in a box by its name."""
+    import json
+    import sys
+
+    tmp_path = host_dir(0o755)  # box uids must reach the kernelspec's resource directory
+    spec_dir = tmp_path / "kernels" / "venv-python"
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec_dir / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "venv", "language": "python"})
+    )
+    for path in (tmp_path, tmp_path / "kernels", spec_dir, spec_dir / "kernel.json"):
+        path.chmod(0o755)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    with box_client.session(kernel="venv-python") as s:
+        result = ok(s, "import sys, os\nprint(sys.prefix)\nos.getuid()")
+        assert result.stdout.strip() == sys.prefix
+        assert result.text.endswith("1000\n")  # the box's user, not the host's
+        assert s.info().kernel == "venv-python"
+    with pytest.raises(execbox.InvalidSpec, match="no kernel named"):
+        box_client.session(kernel="no-such-kernel").start()
