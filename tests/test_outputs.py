@@ -18,7 +18,7 @@ def _msg(kind: str, **content: object) -> dict[str, object]:
 
 
 def _recorder(limit: int = 1 << 20) -> ExecutionRecorder:
-    return ExecutionRecorder("m1", output_limit=limit)
+    return ExecutionRecorder(output_limit=limit)
 
 
 def test_done_only_after_both_reply_and_idle():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "state_dir"]
+__all__ = ["cache_dir", "state_dir", "write_if_changed"]
 
 
 def _choose(variable: str, system: str, xdg: str, fallback: str) -> Path:
@@ -31,3 +31,14 @@ def state_dir() -> Path:
 
 def cache_dir() -> Path:
     return _choose("EXECBOX_CACHE_DIR", "/var/cache/execbox", "XDG_CACHE_HOME", ".cache")
+
+
+def write_if_changed(target: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``target`` atomically unless it already holds ``data`` (files boxes bind)."""
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if target.exists() and target.read_bytes() == data:
+        return
+    temporary = target.with_name(f".{target.name}.tmp{os.getpid()}")
+    temporary.write_bytes(data)
+    temporary.chmod(mode)
+    temporary.replace(target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import anyio
@@ -34,7 +35,7 @@ class Execution:
         self.code = code
         self.timeout = timeout
         self.status = ExecutionStatus.QUEUED
-        self.recorder = ExecutionRecorder("", output_limit=output_limit)
+        self.recorder = ExecutionRecorder(output_limit=output_limit)
         self.events: list[ExecutionEvent] = []
         self.result: ExecutionResult | None = None
         self.created_at = datetime.now(UTC)
@@ -119,21 +120,14 @@ class Execution:
             await self._changed.wait()
 
 
+@dataclass(kw_only=True)
 class Verdict:
     """How an execution ended, and what that means for its session."""
 
-    def __init__(
-        self,
-        status: ExecutionStatus,
-        *,
-        message: str | None = None,
-        restart: bool = False,
-        end_session: str | None = None,
-    ) -> None:
-        self.status = status
-        self.message = message
-        self.restart = restart
-        self.end_session = end_session
+    status: ExecutionStatus
+    message: str | None = None
+    restart: bool = False
+    end_session: str | None = None
 
 
 def judge(execution: Execution, kernel_alive: bool, before: BoxStats, after: BoxStats) -> Verdict:
@@ -144,24 +138,24 @@ def judge(execution: Execution, kernel_alive: bool, before: BoxStats, after: Box
         # A fork bomb of kernel copies also exhausts memory: the process limit is the cause.
         if fresh_pids:
             return Verdict(
-                ExecutionStatus.PIDS_LIMIT,
+                status=ExecutionStatus.PIDS_LIMIT,
                 message="the kernel died at the session's process limit; the session ended",
                 end_session="pids_limit",
             )
         if fresh_oom:
             return Verdict(
-                ExecutionStatus.MEMORY_LIMIT,
+                status=ExecutionStatus.MEMORY_LIMIT,
                 message="the kernel was killed at the session's memory limit; the session ended",
                 end_session="memory_limit",
             )
         return Verdict(
-            ExecutionStatus.KERNEL_DIED,
+            status=ExecutionStatus.KERNEL_DIED,
             message="the kernel died; it was restarted and its state is lost",
             restart=True,
         )
     if fresh_pids:
         return Verdict(
-            ExecutionStatus.PIDS_LIMIT,
+            status=ExecutionStatus.PIDS_LIMIT,
             message="the code hit the session's process limit (a fork bomb?); the session ended",
             end_session="pids_limit",
         )
@@ -169,7 +163,7 @@ def judge(execution: Execution, kernel_alive: bool, before: BoxStats, after: Box
     waiting = " waiting for input" if execution.waiting_input else ""
     if execution.restart_requested:
         return Verdict(
-            ExecutionStatus.INTERRUPTED,
+            status=ExecutionStatus.INTERRUPTED,
             message="the session was restarted during this execution: its state is lost",
             restart=True,
         )
@@ -178,28 +172,28 @@ def judge(execution: Execution, kernel_alive: bool, before: BoxStats, after: Box
         cause = (
             f"ran past its timeout of {timeout}{waiting}"
             if execution.timed_out
-            else ("was interrupted")
+            else "was interrupted"
         )
         return Verdict(
-            status,
+            status=status,
             message=f"the execution {cause} and ignored the interrupt: the kernel was "
             "restarted and its state is lost",
             restart=True,
         )
     if execution.timed_out:
         return Verdict(
-            ExecutionStatus.TIMEOUT,
+            status=ExecutionStatus.TIMEOUT,
             message=f"the execution ran past its timeout of {timeout}{waiting}; it was "
             "interrupted and the session's state is kept",
         )
     if execution.interrupted:
-        return Verdict(ExecutionStatus.INTERRUPTED, message="the execution was interrupted")
+        return Verdict(status=ExecutionStatus.INTERRUPTED, message="the execution was interrupted")
     recorder = execution.recorder
     if recorder.reply_status == "ok":
         message = None
         if fresh_oom:
             message = "a process of this execution was killed at the session's memory limit"
-        return Verdict(ExecutionStatus.OK, message=message)
+        return Verdict(status=ExecutionStatus.OK, message=message)
     if recorder.reply_status == "aborted":
-        return Verdict(ExecutionStatus.CANCELLED, message="the kernel aborted the execution")
-    return Verdict(ExecutionStatus.ERROR)
+        return Verdict(status=ExecutionStatus.CANCELLED, message="the kernel aborted the execution")
+    return Verdict(status=ExecutionStatus.ERROR)

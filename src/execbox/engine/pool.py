@@ -74,13 +74,6 @@ class WarmPool(Generic[S, T]):
         finally:
             self._refill(shelf)
 
-    def prime(self, spec: S) -> None:
-        """Start filling the shelf of this shape without claiming anything."""
-        key = self._shape(spec)
-        shelf = self._shelves.setdefault(key, _Shelf(spec))
-        shelf.last_asked = time.monotonic()
-        self._refill(shelf)
-
     def _refill(self, shelf: _Shelf[S, T]) -> None:
         if self._closed or self.size <= 0:
             return

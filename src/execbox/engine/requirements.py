@@ -34,6 +34,7 @@ __all__ = [
     "RequirementsInput",
     "RequirementsResolver",
     "parse_requirements",
+    "uv_binary",
 ]
 
 RequirementsInput = Sequence[str] | str | None
@@ -128,7 +129,7 @@ class RequirementsResolver:
             staging = envs / f"{target.name}.tmp{os.getpid()}"
             shutil.rmtree(staging, ignore_errors=True)
             command = [
-                _uv(), "pip", "install", "--quiet", "--no-build", "--no-config",
+                uv_binary(), "pip", "install", "--quiet", "--no-build", "--no-config",
                 "--compile-bytecode", "--python", self._python, "--target", str(staging),
                 "--cache-dir", str(self._root / "uv"), *requirements.lines,
             ]  # fmt: skip
@@ -156,7 +157,8 @@ class RequirementsResolver:
             os.replace(staging, target)
 
 
-def _uv() -> str:
+def uv_binary() -> str:
+    """The host's uv: on PATH, else the one the ``uv`` wheel ships."""
     found = shutil.which("uv")
     if found:
         return found

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import posixpath
 import secrets
 import time
 from collections.abc import AsyncIterator, Hashable
@@ -28,7 +27,6 @@ from ..boxes.base import WORKSPACE, Backend, Box, BoxSpec, DirEntry, FileEntry
 from ..errors import (
     ExecboxError,
     ExecboxTimeout,
-    InvalidFiles,
     InvalidSpec,
     InvalidState,
     SessionClosed,
@@ -46,6 +44,7 @@ from ..models import (
     validate_timeout,
 )
 from .executions import Execution, judge
+from .files import check_name
 from .pool import WarmPool
 from .specs import SessionSpec
 
@@ -434,7 +433,6 @@ class SessionManager:
             },
             execution.on_message,
         )
-        execution.recorder.msg_id = msg_id
         try:
             deadline = anyio.current_time() + execution.timeout
             fork_bomb = False
@@ -531,16 +529,8 @@ class SessionManager:
 
 def _workspace_relative(path: str, *, allow_root: bool = False) -> str:
     """A path inside the workspace, relative to it; anything that could leave it is refused."""
-    if not isinstance(path, str) or "\x00" in path:
-        raise InvalidFiles(f"invalid path {path!r}")
-    if path.startswith("/"):
-        if path != WORKSPACE and not path.startswith(WORKSPACE + "/"):
-            raise InvalidFiles(f"{path!r} is outside the workspace ({WORKSPACE})")
-        path = path[len(WORKSPACE) :]
-    parts = [part for part in path.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise InvalidFiles(f"path {path!r} leaves the workspace")
-    relative = posixpath.join(*parts) if parts else ""
-    if not relative and not allow_root:
-        raise InvalidFiles("a file path inside the workspace is needed")
-    return relative
+    if isinstance(path, str) and (path == WORKSPACE or path.startswith(WORKSPACE + "/")):
+        path = path[len(WORKSPACE) :].lstrip("/")
+    if allow_root and isinstance(path, str) and all(p in ("", ".") for p in path.split("/")):
+        return ""  # the workspace itself
+    return check_name(path)

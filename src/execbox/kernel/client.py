@@ -155,7 +155,7 @@ class Kernel:
 
     async def run_silent(self, code: str, *, timeout: float) -> None:
         """Run set-up code that leaves no trace in history or output; KernelError if it fails."""
-        recorder = ExecutionRecorder("", output_limit=1 << 20)
+        recorder = ExecutionRecorder(output_limit=1 << 20)
         settled = anyio.Event()
 
         def on_message(channel: str, message: dict[str, Any]) -> None:

@@ -47,8 +47,7 @@ def _size(data: dict[str, Any]) -> int:
 class ExecutionRecorder:
     """Turns the messages of one ``execute_request`` into events, and keeps the result."""
 
-    def __init__(self, msg_id: str, *, output_limit: int) -> None:
-        self.msg_id = msg_id
+    def __init__(self, *, output_limit: int) -> None:
         self.output_limit = output_limit
         self.replied = False
         self.idle = False

@@ -17,9 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..boxes.base import Mount
-from ..engine.requirements import Requirements, RequirementsResolver, parse_requirements
-from ..errors import InvalidSpec, RequirementsError
-from ..paths import cache_dir
+from ..engine.requirements import (
+    Requirements,
+    RequirementsResolver,
+    parse_requirements,
+    uv_binary,
+)
+from ..errors import InvalidSpec
+from ..paths import cache_dir, write_if_changed
 
 __all__ = [
     "CONNECTION_FILE",
@@ -220,6 +225,7 @@ class KernelRuntime:
         self._packages = parse_requirements(list(packages))
         self._root = root or cache_dir()
         self._files: Path | None = None
+        self._uv = ""
 
     def _write_files(self) -> Path:
         """The launcher and the pip shim, in a directory the box binds read-only."""
@@ -236,15 +242,9 @@ class KernelRuntime:
             "site/.mountpoint": "",
         }
         for relative, text in contents.items():
-            target = directory / relative
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            data = text.encode()
-            if target.exists() and target.read_bytes() == data:
-                continue
-            temporary = target.with_name(f".{target.name}.tmp{os.getpid()}")
-            temporary.write_bytes(data)
-            temporary.chmod(0o755 if relative.startswith("bin/") else 0o644)
-            temporary.replace(target)
+            mode = 0o755 if relative.startswith("bin/") else 0o644
+            write_if_changed(directory / relative, text.encode(), mode)
+        self._uv = os.path.realpath(uv_binary())  # looked up once, not per session
         self._files = directory
         return directory
 
@@ -263,7 +263,7 @@ class KernelRuntime:
             *self._resolver.mounts(user_envs),
             Mount(str(files), RUNTIME_MOUNT),
             Mount(kernel_env, PACKAGES_MOUNT),
-            Mount(_uv_binary(), f"{RUNTIME_MOUNT}/bin/uv"),
+            Mount(self._uv, f"{RUNTIME_MOUNT}/bin/uv"),
         ]
         env = {
             **_kernel_env(),
@@ -341,15 +341,3 @@ def _kernel_env() -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "MALLOC_ARENA_MAX": "2",  # a kernel's dozen threads need not reserve an arena each
     }
-
-
-def _uv_binary() -> str:
-    try:
-        from uv import find_uv_bin
-
-        return os.path.realpath(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
-        if found:
-            return os.path.realpath(found)
-    raise RequirementsError("uv is not installed; `pip install uv`")

@@ -254,17 +254,25 @@ def _escapes(target, depth):
     return False
 
 
-def open_parent(path):
-    """(fd of the directory holding path, leaf name), reached without following links."""
+def open_below_root(path, parts_of):
+    """fd of a directory below the writable root of path, reached without following links;
+    ``parts_of`` picks which of path's components to walk."""
     root = next(r for r in WRITABLE_ROOTS if path == r or path.startswith(r + "/"))
-    parts = split_relative(path[len(root) :].lstrip("/"))
-    if not parts:
-        raise Refused(f"{path!r} is the root of the workspace")
+    rest = path[len(root) :].lstrip("/")
+    parts = split_relative(rest) if rest else []
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        return open_dir(root_fd, parts[:-1], create=False), parts[-1]
+        return open_dir(root_fd, parts_of(parts), create=False), parts
     finally:
         os.close(root_fd)
+
+
+def open_parent(path):
+    """(fd of the directory holding path, leaf name), reached without following links."""
+    if path in WRITABLE_ROOTS:
+        raise Refused(f"{path!r} is the root of the workspace")
+    parent, parts = open_below_root(path, lambda parts: parts[:-1])
+    return parent, parts[-1]
 
 
 def read_file(request, fds):
@@ -299,13 +307,7 @@ def kind_of(mode):
 def list_dir(request, fds):
     """Entries of a directory (name, kind, size, mtime) as JSON into the given fd."""
     path = writable_root(request.get("path") or "/workspace")
-    root = next(r for r in WRITABLE_ROOTS if path == r or path.startswith(r + "/"))
-    parts = split_relative(path[len(root) :].lstrip("/")) if path != root else []
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        directory = open_dir(root_fd, parts, create=False)
-    finally:
-        os.close(root_fd)
+    directory, _parts = open_below_root(path, lambda parts: parts)
     entries = []
     try:
         for name in sorted(os.listdir(directory))[:MAX_LISTED]:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...paths import write_if_changed
 from ..base import WORKSPACE, BoxSpec
 
 __all__ = ["AGENT_PATH", "BOX_GID", "BOX_UID", "BoxLayout", "bwrap_argv", "write_runtime"]
@@ -55,23 +56,14 @@ def write_runtime(directory: Path) -> Path:
     (directory / "empty").mkdir(exist_ok=True, mode=0o755)
     files = {Path("agent.py"): agent_source}
     files.update({Path("etc") / name: text.encode() for name, text in ETC_FILES.items()})
-    for host_path in (
-        NETWORK_ETC + SHARED_ETC
-    ):  # mount points for what a networked box gets bound over them
+    for host_path in NETWORK_ETC + SHARED_ETC:  # mount points for host files bound over them
         placeholder = directory / "etc" / Path(host_path).name
         if os.path.isdir(host_path):
             placeholder.mkdir(parents=True, exist_ok=True, mode=0o755)
         elif os.path.exists(host_path):
             files.setdefault(Path("etc") / Path(host_path).name, b"")
     for relative, content in files.items():
-        target = directory / relative
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        if target.exists() and target.read_bytes() == content:
-            continue
-        temporary = target.with_suffix(f".tmp{os.getpid()}")
-        temporary.write_bytes(content)
-        temporary.chmod(0o644)
-        temporary.replace(target)
+        write_if_changed(directory / relative, content)
     return directory
 
 
