@@ -45,3 +45,48 @@ def pooled_client() -> Iterator[execbox.Client]:
 @pytest.fixture
 def invariants(client: execbox.Client) -> Invariants:
     return Invariants(client, CANARY)
+
+
+# -- the server -------------------------------------------------------------------------------
+
+from collections.abc import Iterator as _Iterator  # noqa: E402
+
+from server_support import Keys, PostgresServer, make_keys, postgres  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> _Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the whole run; each test gets a database of its own."""
+    with postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on SQLite and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'execbox.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'execbox.db'}"
+
+
+@pytest.fixture
+def keys(database_url: str) -> Keys:
+    return make_keys(database_url)
+
+
+@pytest.fixture
+def api(database_url: str, keys: Keys) -> _Iterator[object]:
+    """The app in process (Starlette's TestClient), on the parametrised database."""
+    from fastapi.testclient import TestClient
+
+    from execbox.server import ServerSettings, create_app
+
+    settings = ServerSettings(database_url=database_url, pool_size=0, session_pool_size=0)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client

@@ -7,7 +7,8 @@ translated where they cross into execbox, so callers need one ``except`` clause 
     ├── InvalidSpec              bad input, raised before any box starts
     │   ├── InvalidFiles         names with "..", absolute paths, NUL, unsafe archive members
     │   ├── InvalidLimits        negative, zero or absurd limits, unparsable sizes
-    │   └── NoEntrypoint         no entrypoint given and none can be inferred
+    │   ├── NoEntrypoint         no entrypoint given and none can be inferred
+    │   └── PayloadTooLarge      a request body or message over the server's size cap
     ├── RequirementsError        requirements that cannot be resolved to wheels
     ├── JobNotFound              no job with that id in this client
     ├── SessionNotFound          no session (or execution) with that id in this client
@@ -15,6 +16,9 @@ translated where they cross into execbox, so callers need one ``except`` clause 
     ├── KernelError              a kernel would not start or answer
     ├── InvalidState             the request does not fit the object's state (input nobody asked)
     ├── CellError                ``raise_for_error()`` on an execution that did not end ok
+    ├── AuthenticationError      a missing, malformed, unknown or revoked API key
+    ├── PermissionDenied         the key is valid but may not do this (e.g. network, metrics)
+    ├── QuotaExceeded            the key already holds as many sessions or jobs as it may
     ├── BoxError                 a box could not be created or driven
     │   └── IsolationUnavailable a protection the caller requires is missing on this host
     └── ExecboxTimeout           waiting for a result took longer than asked
@@ -23,6 +27,7 @@ translated where they cross into execbox, so callers need one ``except`` clause 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "BoxError",
     "CellError",
     "ExecboxError",
@@ -35,6 +40,9 @@ __all__ = [
     "JobNotFound",
     "KernelError",
     "NoEntrypoint",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "QuotaExceeded",
     "RequirementsError",
     "SessionClosed",
     "SessionNotFound",
@@ -59,6 +67,22 @@ class InvalidLimits(InvalidSpec):
 
 class NoEntrypoint(InvalidSpec):
     """No entrypoint was given and none could be inferred from the files."""
+
+
+class PayloadTooLarge(InvalidSpec):
+    """A request body, upload or WebSocket message is larger than the server accepts."""
+
+
+class AuthenticationError(ExecboxError):
+    """The API key is missing, malformed, unknown or revoked."""
+
+
+class PermissionDenied(ExecboxError):
+    """The key is valid but its tenant may not do this."""
+
+
+class QuotaExceeded(ExecboxError):
+    """The key already holds as many live sessions or jobs as it may."""
 
 
 class RequirementsError(ExecboxError):

@@ -18,6 +18,7 @@ import anyio
 
 from .. import errors
 from ..models import JobResult, JobStatus, Limits, OutputEvent, StatusEvent
+from .server import add_server_commands, keys, serve
 
 __all__ = ["EXIT_ERROR", "EXIT_MEMORY", "EXIT_TIMEOUT", "main"]
 
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the program, after --")
 
     commands.add_parser("doctor", help="list which protections hold on this host")
+    add_server_commands(commands)
     return parser
 
 
@@ -186,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command == "doctor":
             return _doctor()
+        if options.command == "serve":
+            return serve(options)
+        if options.command == "keys":
+            return keys(options)
         options.inputs = (
             *_files(options.path),
             Path(options.requirements).read_text() if options.requirements else None,

@@ -14,6 +14,7 @@ import anyio
 from ..boxes.base import Backend
 from ..errors import ExecboxError
 from .jobs import JobManager
+from .journal import Journal
 from .pool import box_pool
 from .requirements import RequirementsResolver
 
@@ -50,7 +51,9 @@ class Engine:
         session_pool_size: int = 1,
         max_concurrent: int = 16,
         kernel_packages: Sequence[str] | None = None,
+        journal: Journal | None = None,
     ) -> None:
+        self._journal = journal
         self._backend_name = backend
         self._pool_size = pool_size
         self._session_pool_size = session_pool_size
@@ -82,7 +85,9 @@ class Engine:
                 max_concurrent=self._max_concurrent,
                 python=python,
                 requirements_resolver=self._resolver,
+                journal=self._journal,
             )
+            stack.push_async_callback(self.jobs.aclose)
         except BaseException:
             await stack.aclose()
             raise
@@ -107,9 +112,21 @@ class Engine:
                 packages=self._kernel_packages or DEFAULT_PACKAGES,
             )
             self._sessions = SessionManager(
-                self.backend, self._task_group, runtime, pool_size=self._session_pool_size
+                self.backend,
+                self._task_group,
+                runtime,
+                pool_size=self._session_pool_size,
+                journal=self._journal,
             )
         return self._sessions
+
+    def pool_sizes(self) -> dict[str, int]:
+        """Ready boxes per warm pool, for metrics."""
+        pool = self.jobs.pool
+        sizes = {"jobs": pool.ready() if pool is not None else 0}
+        if self._sessions is not None:
+            sizes["sessions"] = self._sessions.pool.ready()
+        return sizes
 
     async def _close_sessions(self) -> None:
         if self._sessions is not None:

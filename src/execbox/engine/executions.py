@@ -25,12 +25,23 @@ from ..models import (
     Usage,
 )
 
-__all__ = ["Execution", "Verdict", "judge"]
+__all__ = ["Execution", "Verdict", "judge", "new_execution_id"]
+
+
+def new_execution_id() -> str:
+    return f"exe_{secrets.token_hex(12)}"
 
 
 class Execution:
-    def __init__(self, session_id: str, code: str, timeout: float, output_limit: int) -> None:
-        self.id = f"exe_{secrets.token_hex(12)}"
+    def __init__(
+        self,
+        session_id: str,
+        code: str,
+        timeout: float,
+        output_limit: int,
+        execution_id: str | None = None,
+    ) -> None:
+        self.id = execution_id or new_execution_id()
         self.session_id = session_id
         self.code = code
         self.timeout = timeout
@@ -77,8 +88,8 @@ class Execution:
         self.publish(EndEvent(result))
         self.done.set()
 
-    def cancel(self, message: str) -> None:
-        self.finish(self.make_result(ExecutionStatus.CANCELLED, Usage(), message=message))
+    def cancelled(self, message: str) -> ExecutionResult:
+        return self.make_result(ExecutionStatus.CANCELLED, Usage(), message=message)
 
     def make_result(
         self,

@@ -10,6 +10,7 @@ box's cgroup (OOM kills) and its own timers; and it destroys the box whatever ha
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import shlex
@@ -36,6 +37,7 @@ from ..models import (
     validate_timeout,
 )
 from .files import FilesInput, collect_files, infer_entrypoint
+from .journal import Journal, NullJournal
 from .pool import BoxPool
 from .requirements import (
     Requirements,
@@ -45,7 +47,9 @@ from .requirements import (
 )
 from .specs import check_env, check_limits
 
-__all__ = ["DEFAULT_TIMEOUT", "JobManager", "JobSpec", "make_job_spec"]
+__all__ = ["DEFAULT_TIMEOUT", "JobManager", "JobSpec", "make_job_spec", "new_job_id"]
+
+log = logging.getLogger("execbox.jobs")
 
 DEFAULT_TIMEOUT = 300.0
 EXIT_GRACE = 0.2
@@ -67,6 +71,10 @@ class JobSpec:
     timeout: float = DEFAULT_TIMEOUT
     limits: Limits = field(default_factory=Limits)
     network: bool = False
+
+
+def new_job_id() -> str:
+    return f"job_{secrets.token_hex(12)}"
 
 
 def _check_strings(values: Sequence[str] | None, what: str) -> tuple[str, ...]:
@@ -158,6 +166,7 @@ class _Job:
         self.done = anyio.Event()
         self.scope = anyio.CancelScope()
         self.kill_requested = False
+        self.shutting_down = False
         self.stdout = _Capture("stdout", spec.limits.output_bytes)
         self.stderr = _Capture("stderr", spec.limits.output_bytes)
         self.listeners: list[MemoryObjectSendStream[JobEvent]] = []
@@ -186,10 +195,12 @@ class JobManager:
         max_concurrent: int = 16,
         python: str = "python3",
         requirements_resolver: RequirementsResolver | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self._backend = backend
+        self._journal = journal or NullJournal()
         self._tg = task_group
-        self._pool = pool
+        self.pool = pool
         self._slots = anyio.Semaphore(max_concurrent)
         self._python = python
         self._jobs: dict[str, _Job] = {}
@@ -197,8 +208,12 @@ class JobManager:
 
     # -- public -------------------------------------------------------------------------------
 
-    def submit(self, spec: JobSpec) -> str:
-        job = _Job(f"job_{secrets.token_hex(12)}", spec)
+    def submit(self, spec: JobSpec, job_id: str | None = None) -> str:
+        """Start a job; ``job_id`` lets a server name it after the record it already wrote."""
+        job_id = job_id or new_job_id()
+        if job_id in self._jobs:
+            raise InvalidSpec(f"job {job_id} exists already")
+        job = _Job(job_id, spec)
         self._jobs[job.id] = job
         if len(self._jobs) > RETAINED_JOBS:
             finished = [key for key, old in self._jobs.items() if old.status.terminal]
@@ -234,6 +249,17 @@ class JobManager:
         job.kill_requested = True
         job.scope.cancel()
 
+    async def aclose(self, grace: float = 10.0) -> None:
+        """End every live job (status ``error``, reason ``shutdown``) and wait for their
+        results to be recorded; queued ones end before they start."""
+        live = [job for job in self._jobs.values() if not job.status.terminal]
+        for job in live:
+            job.shutting_down = job.kill_requested = True
+            job.scope.cancel()
+        with anyio.move_on_after(grace):
+            for job in live:
+                await job.done.wait()
+
     async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
         """Output chunks as produced, then the terminal status; replays what came before."""
         job = self.get(job_id)
@@ -264,11 +290,12 @@ class JobManager:
         box: Box | None = None
         started = 0.0
         try:
-            async with self._slots:
-                job.started_at = datetime.now(UTC)
-                started = anyio.current_time()
-                job.set_status(JobStatus.RUNNING)
-                with job.scope:
+            with job.scope:  # a kill reaches a queued job too
+                async with self._slots:
+                    job.started_at = started_at = datetime.now(UTC)
+                    started = anyio.current_time()
+                    await self._journal.job_running(job.id, started_at)
+                    job.set_status(JobStatus.RUNNING)
                     with anyio.move_on_after(job.spec.timeout) as deadline:
                         env_paths = await self._resolver.prepare(job.spec.requirements)
                         box = await self._claim_box(job.spec, env_paths)
@@ -276,10 +303,13 @@ class JobManager:
                     if deadline.cancelled_caught:
                         message = f"the job ran past its timeout of {job.spec.timeout:g} s"
                         outcome = _Outcome(JobStatus.TIMEOUT, None, "timeout", message)
-                if job.scope.cancelled_caught and job.kill_requested:
-                    outcome = _Outcome(
-                        JobStatus.KILLED, None, "killed", "the job was killed on request"
-                    )
+            if job.scope.cancelled_caught and job.shutting_down:
+                message = "the engine shut down while the job ran"
+                outcome = _Outcome(JobStatus.ERROR, None, "shutdown", message)
+            elif job.scope.cancelled_caught and job.kill_requested:
+                outcome = _Outcome(
+                    JobStatus.KILLED, None, "killed", "the job was killed on request"
+                )
         except ExecboxError as exc:
             outcome = _Outcome(JobStatus.ERROR, None, type(exc).__name__, str(exc))
         except Exception as exc:
@@ -296,7 +326,9 @@ class JobManager:
                         peak_memory_bytes=stats.usage.peak_memory_bytes or usage.peak_memory_bytes,
                     )
                     self._tg.start_soon(box.destroy)
-            self._finish(job, outcome, usage, anyio.current_time() - started if started else 0.0)
+            with anyio.CancelScope(shield=True):
+                wall = anyio.current_time() - started if started else 0.0
+                await self._finish(job, outcome, usage, wall)
 
     @staticmethod
     def _judge(job: _Job, outcome: _Outcome, stats: BoxStats) -> _Outcome:
@@ -325,8 +357,8 @@ class JobManager:
             mounts=tuple(self._resolver.mounts(env_paths)),
             label="job",
         )
-        if self._pool is not None:
-            return await self._pool.claim(box_spec)
+        if self.pool is not None:
+            return await self.pool.claim(box_spec)
         return await self._backend.create(box_spec)
 
     async def _execute(
@@ -397,7 +429,7 @@ class JobManager:
                     await aclose()
         return exit_info
 
-    def _finish(self, job: _Job, outcome: _Outcome, usage: Usage, wall: float) -> None:
+    async def _finish(self, job: _Job, outcome: _Outcome, usage: Usage, wall: float) -> None:
         status, exit_code, reason, message = outcome
         job.result = JobResult(
             id=job.id,
@@ -414,6 +446,10 @@ class JobManager:
             reason=reason,
             message=message,
         )
+        try:
+            await self._journal.job_finished(job.result)
+        except Exception:
+            log.exception("job %s: its result could not be recorded", job.id)
         job.set_status(status)
         for listener in job.listeners:
             listener.close()

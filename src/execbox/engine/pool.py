@@ -2,7 +2,9 @@
 
 A shape that has been asked for recently keeps ``size`` items ready; a claimed item is never
 returned to the pool (each serves one job or one session), and shapes nobody asked for in
-``idle_ttl`` seconds are let go. Refills run in the background, in the engine's task group.
+``idle_ttl`` seconds are let go. Refills run in the background, in the engine's task group;
+while items are still waiting, a refill starts only after ``REFILL_DELAY``, so that starting a
+box does not compete for the CPU with the job that has just claimed one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import anyio
 import anyio.abc
 
 from ..boxes.base import Backend, Box, BoxSpec
@@ -21,6 +24,8 @@ from ..boxes.base import Backend, Box, BoxSpec
 __all__ = ["BoxPool", "WarmPool", "box_pool"]
 
 log = logging.getLogger("execbox.pool")
+
+REFILL_DELAY = 0.1
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -67,22 +72,24 @@ class WarmPool(Generic[S, T]):
         shelf.last_asked = time.monotonic()
         if shelf.ready:
             item = shelf.ready.pop()
-            self._refill(shelf)
+            self._refill(shelf, delay=REFILL_DELAY if shelf.ready else 0.0)
             return item
         try:  # the caller waits for this one: refills would only compete with it for CPU
             return await self._make(spec)
         finally:
             self._refill(shelf)
 
-    def _refill(self, shelf: _Shelf[S, T]) -> None:
+    def _refill(self, shelf: _Shelf[S, T], delay: float = 0.0) -> None:
         if self._closed or self.size <= 0:
             return
         for _ in range(self.size - len(shelf.ready) - shelf.starting):
             shelf.starting += 1
-            self._tg.start_soon(self._start_one, shelf)
+            self._tg.start_soon(self._start_one, shelf, delay)
 
-    async def _start_one(self, shelf: _Shelf[S, T]) -> None:
+    async def _start_one(self, shelf: _Shelf[S, T], delay: float = 0.0) -> None:
         try:
+            if delay:
+                await anyio.sleep(delay)
             item = await self._make(shelf.spec)
         except Exception as exc:
             log.warning("warm pool could not start an item: %s", exc)

@@ -45,10 +45,11 @@ from ..models import (
 )
 from .executions import Execution, judge
 from .files import check_name
+from .journal import Journal, NullJournal
 from .pool import WarmPool
 from .specs import SessionSpec
 
-__all__ = ["DEFAULT_EXECUTION_TIMEOUT", "SessionManager"]
+__all__ = ["DEFAULT_EXECUTION_TIMEOUT", "SessionManager", "new_session_id"]
 
 log = logging.getLogger("execbox.sessions")
 
@@ -73,9 +74,13 @@ class _Warm:
     launch: KernelLaunch
 
 
+def new_session_id() -> str:
+    return f"ses_{secrets.token_hex(12)}"
+
+
 class _Session:
-    def __init__(self, spec: SessionSpec) -> None:
-        self.id = f"ses_{secrets.token_hex(12)}"
+    def __init__(self, spec: SessionSpec, session_id: str | None = None) -> None:
+        self.id = session_id or new_session_id()
         self.spec = spec
         self.status = SessionStatus.STARTING
         self.reason: str | None = None
@@ -125,8 +130,10 @@ class SessionManager:
         runtime: KernelRuntime,
         *,
         pool_size: int = 1,
+        journal: Journal | None = None,
     ) -> None:
         self._backend = backend
+        self._journal = journal or NullJournal()
         self._tg = task_group
         self._runtime = runtime
         self._sessions: dict[str, _Session] = {}
@@ -140,9 +147,11 @@ class SessionManager:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def create(self, spec: SessionSpec) -> str:
+    async def create(self, spec: SessionSpec, session_id: str | None = None) -> str:
         """Start a session (from the warm pool when its shape allows) and return its id."""
-        session = _Session(spec)
+        if session_id is not None and session_id in self._sessions:
+            raise InvalidSpec(f"session {session_id} exists already")
+        session = _Session(spec, session_id)
         self._remember(session)
         try:
             if spec.poolable:
@@ -255,15 +264,19 @@ class SessionManager:
         with anyio.CancelScope(shield=True):
             session.queue.close()
             message = f"the session closed ({reason}) before this execution ran"
-            for execution in session.executions.values():
+            for execution in list(session.executions.values()):
                 if execution.status is ExecutionStatus.QUEUED:
-                    execution.cancel(message)
+                    await self._finish(execution, execution.cancelled(message))
             if not from_worker:
                 session.worker_scope.cancel()
                 if session.warm is not None:
                     await session.worker_done.wait()
             if session.warm is not None:
                 await self._discard(session.warm)
+            try:
+                await self._journal.session_closed(session.id, reason)
+            except Exception:
+                log.exception("session %s: its closing could not be recorded", session.id)
             session.closed.set()
 
     async def aclose(self) -> None:
@@ -300,14 +313,24 @@ class SessionManager:
 
     # -- executions ---------------------------------------------------------------------------
 
-    def submit(self, session_id: str, code: str, timeout: float | None = None) -> str:
+    def submit(
+        self,
+        session_id: str,
+        code: str,
+        timeout: float | None = None,
+        execution_id: str | None = None,
+    ) -> str:
+        """Queue code; ``execution_id`` lets a server name it after the record it wrote."""
         session = self._open(session_id)
         if not isinstance(code, str):
             raise InvalidSpec(f"code must be a string, not {type(code).__name__}")
         if len(code) > MAX_CODE:
             raise InvalidSpec(f"code is longer than {MAX_CODE} characters")
         seconds = validate_timeout(timeout) or DEFAULT_EXECUTION_TIMEOUT
-        execution = Execution(session.id, code, seconds, session.spec.limits.output_bytes)
+        if execution_id is not None and execution_id in session.executions:
+            raise InvalidSpec(f"execution {execution_id} exists already")
+        output_limit = session.spec.limits.output_bytes
+        execution = Execution(session.id, code, seconds, output_limit, execution_id)
         session.executions[execution.id] = execution
         if len(session.executions) > RETAINED_EXECUTIONS:
             finished = [k for k, e in session.executions.items() if e.status.terminal]
@@ -409,8 +432,21 @@ class SessionManager:
                         session.touch()
         finally:
             if execution is not None and execution.result is None:
-                execution.cancel(f"the session closed ({session.reason}) during this execution")
+                message = f"the session closed ({session.reason}) during this execution"
+                with anyio.CancelScope(shield=True):
+                    await self._finish(execution, execution.cancelled(message))
             session.worker_done.set()
+
+    async def _finish(self, execution: Execution, result: ExecutionResult) -> None:
+        """Record the result, then hand it to whoever waits: nothing is seen unrecorded."""
+        if execution.result is not None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._journal.execution_finished(result)
+            except Exception:
+                log.exception("execution %s: its result could not be recorded", execution.id)
+        execution.finish(result)
 
     async def _run(self, session: _Session, execution: Execution) -> None:
         warm = session.warm
@@ -418,7 +454,16 @@ class SessionManager:
         kernel, box = warm.kernel, warm.box
         before = await box.stats(reset_peak=True)
         started = time.monotonic()
-        execution.started_at = datetime.now(UTC)
+        execution.started_at = started_at = datetime.now(UTC)
+        try:
+            await self._journal.execution_running(execution.id, started_at)
+        except Exception as exc:
+            log.exception("execution %s: could not be recorded as running", execution.id)
+            message = f"the execution could not be recorded, so it did not run: {exc}"
+            await self._finish(
+                execution, execution.make_result(ExecutionStatus.ERROR, Usage(), message=message)
+            )
+            return
         execution.status = ExecutionStatus.RUNNING
         msg_id = kernel.send(
             "shell",
@@ -471,11 +516,10 @@ class SessionManager:
                 verdict.end_session = "kernel_died"
         if execution.recorder.execution_count is not None:
             session.execution_count = execution.recorder.execution_count
-        execution.finish(
-            execution.make_result(
-                verdict.status, usage, restarted=restarted, message=verdict.message
-            )
+        result = execution.make_result(
+            verdict.status, usage, restarted=restarted, message=verdict.message
         )
+        await self._finish(execution, result)
         if verdict.end_session:
             await self._close(session, verdict.end_session, from_worker=True)
 

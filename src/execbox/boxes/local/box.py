@@ -636,6 +636,9 @@ class LocalBackend:
             raise
         return box
 
+    def live_boxes(self) -> int:
+        return len(self._boxes)
+
     def _forget(self, box: LocalBox) -> None:
         self._boxes.discard(box)
 

@@ -1,0 +1,99 @@
+"""Size caps and the request log, as plain ASGI middleware around the whole app."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import PayloadTooLarge
+from .responses import error_body
+
+__all__ = ["BodyLimitMiddleware", "RequestLogMiddleware"]
+
+log = logging.getLogger("execbox.server.requests")
+
+
+class BodyLimitMiddleware:
+    """413 for a declared length over the cap, and for a streamed body once it passes it."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                await self._too_large(send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise PayloadTooLarge(f"the request body is over {self.max_body} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+    async def _too_large(self, send: Send) -> None:
+        message = f"the request body is over the server's cap of {self.max_body} bytes"
+        body = json.dumps(error_body("PayloadTooLarge", message)).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class RequestLogMiddleware:
+    """One structured line per request: never a header, a query string or a body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: dict[str, Any] = {"code": None}
+
+        async def watched(message: Message) -> None:
+            kind = message["type"]
+            if kind in ("http.response.start", "websocket.http.response.start"):
+                status["code"] = message["status"]
+            elif kind == "websocket.accept":
+                status["code"] = 101
+            elif kind == "websocket.close" and status["code"] is None:
+                status["code"] = 403
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            principal = scope.get("execbox.principal")
+            code = status["code"] or 500
+            services = getattr(scope["app"].state, "services", None)
+            if services is not None:
+                services.metrics.requests.labels(
+                    scope.get("method", "WS"), f"{code // 100}xx"
+                ).inc()
+            log.info(
+                "request",
+                extra={
+                    "method": scope.get("method", "WEBSOCKET"),
+                    "path": scope["path"],
+                    "status": code,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "tenant": principal.tenant_name if principal else None,
+                    "key_id": principal.key_id if principal else None,
+                },
+            )
