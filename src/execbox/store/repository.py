@@ -574,7 +574,9 @@ class Store:
 
 
 class _Connection(Protocol):
-    async def execute(self, statement: Executable, parameters: Any = None, /) -> CursorResult[Any]: ...
+    async def execute(
+        self, statement: Executable, parameters: Any = None, /
+    ) -> CursorResult[Any]: ...
 
 
 class _InLoop:
