@@ -12,6 +12,7 @@ translated where they cross into execbox, so callers need one ``except`` clause 
     ├── RequirementsError        requirements that cannot be resolved to wheels
     ├── JobNotFound              no job with that id in this client
     ├── SessionNotFound          no session (or execution) with that id in this client
+    ├── PathNotFound             no such file or directory in a box's workspace
     ├── SessionClosed            the session ended (closed, timed out, or its box hit a limit)
     ├── KernelError              a kernel would not start or answer
     ├── InvalidState             the request does not fit the object's state (input nobody asked)
@@ -40,6 +41,7 @@ __all__ = [
     "JobNotFound",
     "KernelError",
     "NoEntrypoint",
+    "PathNotFound",
     "PayloadTooLarge",
     "PermissionDenied",
     "QuotaExceeded",
@@ -95,6 +97,10 @@ class JobNotFound(ExecboxError, LookupError):
 
 class SessionNotFound(ExecboxError, LookupError):
     """No session, or no execution in it, with that id is known to this client."""
+
+
+class PathNotFound(ExecboxError, LookupError):
+    """No file or directory at that path in the box."""
 
 
 class SessionClosed(ExecboxError):

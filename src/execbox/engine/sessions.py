@@ -281,7 +281,7 @@ class SessionManager:
 
     async def aclose(self) -> None:
         for session in list(self._sessions.values()):
-            await self._close(session, "engine_closed")
+            await self._close(session, "shutdown")
         await self.pool.aclose()
 
     # -- lookups ------------------------------------------------------------------------------

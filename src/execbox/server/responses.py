@@ -31,6 +31,7 @@ STATUS_OF: list[tuple[type[errors.ExecboxError], int]] = [
     (errors.PermissionDenied, 403),
     (errors.JobNotFound, 404),
     (errors.SessionNotFound, 404),
+    (errors.PathNotFound, 404),
     (errors.SessionClosed, 409),
     (errors.InvalidState, 409),
     (errors.QuotaExceeded, 429),
@@ -56,7 +57,7 @@ def _execbox_error(_request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(type(exc).__name__, str(exc), **extra), status, headers)
 
 
-def _validation_error(_request: Request, exc: Exception) -> Response:
+def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     details = [
         {"loc": list(error.get("loc", ())), "message": error.get("msg", "")}
@@ -65,6 +66,8 @@ def _validation_error(_request: Request, exc: Exception) -> Response:
     first = details[0] if details else {"loc": [], "message": "invalid request"}
     where = ".".join(str(part) for part in first["loc"][1:]) or "body"
     message = f"{where}: {first['message']}"
+    if where == "body" and "json" not in request.headers.get("content-type", ""):
+        message += " (send a JSON object with 'Content-Type: application/json')"
     return JSONResponse(error_body("ValidationError", message, details=details), 422)
 
 

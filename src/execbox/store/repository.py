@@ -10,6 +10,7 @@ processes (the CLI) are waited for through ``busy_timeout``. PostgreSQL goes thr
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import asdict
@@ -48,6 +49,10 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _record(row: Row[Any] | None) -> dict[str, Any] | None:
@@ -102,6 +107,8 @@ class Store:
         path = self.url.partition(":///")[2]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Records hold code and outputs: readable by the service alone.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_engine(
             f"sqlite:///{path}", connect_args={"check_same_thread": False, "timeout": 5}
         )
@@ -352,10 +359,11 @@ class Store:
         query = select(*columns).where(jobs.c.tenant_id == tenant_id)
         if status:
             query = query.where(jobs.c.status.in_(status))
+        # SQLite keeps times as UTC text without their offset: compare in UTC everywhere.
         if since is not None:
-            query = query.where(jobs.c.created_at >= since)
+            query = query.where(jobs.c.created_at >= _utc(since))
         if until is not None:
-            query = query.where(jobs.c.created_at < until)
+            query = query.where(jobs.c.created_at < _utc(until))
         query = query.order_by(jobs.c.created_at.desc()).limit(limit)
         async with self._read() as connection:
             rows = (await connection.execute(query)).all()

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 
-from ...errors import BoxError, IsolationUnavailable
+from ...errors import BoxError, ExecboxError, InvalidFiles, IsolationUnavailable, PathNotFound
 from ...models import Usage
 from ...paths import state_dir
 from ..base import WORKSPACE, BoxSpec, BoxStats, DirEntry, ExitInfo, FileEntry, Protection
@@ -378,7 +378,7 @@ class LocalBox:
             raise
         await pending.done.wait()
         if pending.reply.get("ev") == "error":
-            raise BoxError(str(pending.reply.get("error")))
+            raise _agent_error(str(pending.reply.get("error")))
         return pending.reply
 
     # -- the Box protocol ---------------------------------------------------------------------
@@ -682,3 +682,15 @@ class LocalBackend:
         with contextlib.suppress(OSError):
             cgroup.kill_all()
         cgroup.remove()
+
+
+def _agent_error(text: str) -> ExecboxError:
+    """What the agent refused, as the caller's mistake where it is one."""
+    kind, _, detail = text.partition(": ")
+    if kind == "FileNotFoundError":
+        return PathNotFound(detail or text)
+    if kind in ("IsADirectoryError", "NotADirectoryError", "FileExistsError") or (
+        "Directory not empty" in text
+    ):
+        return InvalidFiles(detail or text)
+    return BoxError(text)

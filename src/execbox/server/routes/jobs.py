@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.responses import JSONResponse, Response
@@ -119,8 +120,9 @@ async def create_job(
     services, principal = services_of(request), principal_of(request)
     try:
         body, files = await _read_body(request)
-    except ValidationError as exc:
-        raise InvalidSpec(f"invalid job: {exc.errors()[0]['msg']}") from None
+    except ValidationError as exc:  # the same answer as a body FastAPI validates itself
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors()]
+        raise RequestValidationError(errors) from None
     tenant = principal.limits
     spec = make_job_spec(
         files,

@@ -81,18 +81,23 @@ class _Socket:
             await self.send_error(InvalidSpec("messages must be JSON objects"))
 
 
+async def _deny(websocket: WebSocket, exc: ExecboxError) -> None:
+    """Refuse the upgrade with the status and JSON body an HTTP route would have answered."""
+    status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 400)
+    denial = JSONResponse(error_body(type(exc).__name__, str(exc)), status)
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(denial)
+    else:
+        await websocket.close(4000 + status, str(exc)[:120])
+
+
 async def _accept(websocket: WebSocket, services: Services, session_id: str) -> _Socket | None:
     """Accept the upgrade for an open session of the caller's tenant, else deny it."""
     try:
         row = await owned_session(services, principal_of(websocket), session_id)
         require_open(services, row)
     except ExecboxError as exc:
-        status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 400)
-        denial = JSONResponse(error_body(type(exc).__name__, str(exc)), status)
-        if "websocket.http.response" in websocket.scope.get("extensions", {}):
-            await websocket.send_denial_response(denial)
-        else:
-            await websocket.close(4000 + status, str(exc)[:120])
+        await _deny(websocket, exc)
         return None
     await websocket.accept()
     return _Socket(websocket, services.settings.max_message)
@@ -173,25 +178,21 @@ async def session_stream(websocket: WebSocket, session_id: str) -> None:
 
 @router.websocket("/{session_id}/executions/{execution_id}/stream")
 async def execution_stream(websocket: WebSocket, session_id: str, execution_id: str) -> None:
+    """Replays the execution's events from the first; a finished one the engine no longer
+    holds (or whose session has closed) is replayed from its record as one ``end``."""
     services = services_of(websocket)
     principal = principal_of(websocket)
     row = await services.store.get_execution(principal.tenant_id, session_id, execution_id)
     if row is None:
-        denial = JSONResponse(error_body("SessionNotFound", f"no execution {execution_id!r}"), 404)
-        if "websocket.http.response" in websocket.scope.get("extensions", {}):
-            await websocket.send_denial_response(denial)
-        else:
-            await websocket.close(4404)
+        await _deny(websocket, SessionNotFound(f"no execution {execution_id!r}"))
         return
-    socket = await _accept(websocket, services, session_id)
-    if socket is None:
-        return
+    await websocket.accept()  # the tenant-scoped lookup above is the ownership check
+    socket = _Socket(websocket, services.settings.max_message)
     try:
         services.engine.sessions.events(session_id, execution_id)
-    except SessionNotFound:  # finished and forgotten by the engine: the record has it
-        await socket.send(
-            {"type": "end", "result": row.get("result"), "execution_id": execution_id}
-        )
+    except SessionNotFound:
+        end = {"type": "end", "result": row.get("result"), "execution_id": execution_id}
+        await socket.send(end)
     else:
         await _serve(socket, services, session_id, execution_id)
     await _close(websocket)
