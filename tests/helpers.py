@@ -12,6 +12,24 @@ from execbox.boxes.local.host import probe
 from execbox.boxes.local.uids import DEFAULT_BASE, DEFAULT_COUNT
 from execbox.models import JobResult, JobStatus
 
+FORK_BOMB = """\
+import errno, os, sys, time
+
+leader = os.getpid()
+deadline = time.monotonic() + 1.5
+failures, first = 0, None
+while os.getpid() != leader or time.monotonic() < deadline:
+    try:
+        os.fork()  # parent and every child keep forking, forever
+    except OSError as exc:
+        failures += 1
+        first = first or f"{type(exc).__name__} {errno.errorcode[exc.errno]}"
+        time.sleep(0.05)
+print(f"fork failed {failures} times: {first}", flush=True)
+sys.exit(3)
+"""
+"""A program whose every process forks for ever; the leader reports its failures and exits 3."""
+
 
 def box_processes() -> list[int]:
     """Host pids of this run's boxes: in one of its box cgroups (as root), else bwraps we started."""

@@ -15,9 +15,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -33,13 +34,16 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_for(check, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
+    last: Any = None
     while time.monotonic() < deadline:
-        if check():
-            return
+        last = check()
+        if last:
+            return last
         time.sleep(0.05)
-    raise TimeoutError(f"{what} did not come up within {timeout} s")
+    raise AssertionError(f"{what}: not within {timeout} s (last: {last!r})")
 
 
 class PostgresServer:
@@ -157,7 +161,7 @@ class ServerProcess:
             except (httpx.HTTPError, ValueError):
                 return False
 
-        _wait_for(healthy, timeout, "execbox serve")
+        wait_until(healthy, timeout, "execbox serve coming up")
         return self
 
     def kill(self) -> None:

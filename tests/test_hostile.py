@@ -22,7 +22,7 @@ from conftest import CANARY, SECRET_FILE
 from execbox.boxes.local.host import probe
 from execbox.boxes.local.uids import DEFAULT_BASE, DEFAULT_COUNT
 from execbox.models import JobStatus
-from helpers import box_processes
+from helpers import FORK_BOMB, box_processes
 
 MIB = 1 << 20
 
@@ -118,24 +118,7 @@ def test_memory_bomb_is_stopped_by_the_memory_limit(client, invariants):
 
 def test_fork_bomb_is_contained_by_the_pids_limit(client, invariants):
     result = client.run(
-        program(
-            """
-            import errno, os, sys, time
-
-            leader = os.getpid()
-            deadline = time.monotonic() + 1.5
-            failures, first = 0, None
-            while os.getpid() != leader or time.monotonic() < deadline:
-                try:
-                    os.fork()  # parent and every child keep forking, forever
-                except OSError as exc:
-                    failures += 1
-                    first = first or f"{type(exc).__name__} {errno.errorcode[exc.errno]}"
-                    time.sleep(0.05)
-            print(f"fork failed {failures} times: {first}", flush=True)
-            sys.exit(3)
-            """
-        ),
+        {"main.py": FORK_BOMB},
         limits=execbox.Limits(pids=32),
         timeout=5,
     )

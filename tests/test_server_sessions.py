@@ -681,3 +681,35 @@ def test_request_log_lines_without_secrets(sqlite_url: str) -> None:
         assert key.rsplit("_", 1)[1] not in log
     assert secret not in log
     assert sha(secret) not in log
+
+
+def test_closed_sessions_are_not_kept_in_memory_beyond_the_retention(sqlite_url: str) -> None:
+    """The records are in the database: the server keeps few finished objects in memory, so a
+    key that cycles sessions with big outputs cannot grow the server without bound."""
+    keys = make_keys(sqlite_url)
+    retained = (("jobs", 2), ("sessions", 2), ("executions", 3))
+    settings = ServerSettings(
+        database_url=sqlite_url, pool_size=0, session_pool_size=0, retained=retained
+    )
+    with TestClient(create_app(settings)) as client:
+        engine = client.app.state.services.engine  # type: ignore[attr-defined]
+        closed = []
+        for _ in range(5):
+            session_id = new_session(client, keys.a)["id"]
+            for n in range(5):
+                result = execute(client, keys.a, session_id, f"print('x' * 100_000); {n}")
+                assert result["status"] == "ok", result
+            assert len(engine.sessions._get(session_id).executions) <= 3
+            assert client.delete(f"/v1/sessions/{session_id}", headers=auth(keys.a)).is_success
+            closed.append(session_id)
+        # A new session makes room: at most `sessions` closed ones are still held.
+        live = new_session(client, keys.a)["id"]
+        assert set(engine.sessions.ids()) <= {live, *closed[-2:]}
+        # Everything forgotten in memory is still answered from the records.
+        for session_id in closed:
+            view = client.get(f"/v1/sessions/{session_id}", headers=auth(keys.a)).json()
+            assert view["status"] == "closed", view
+            listed = client.get(
+                f"/v1/sessions/{session_id}/executions", headers=auth(keys.a)
+            ).json()["executions"]
+            assert len(listed) == 5

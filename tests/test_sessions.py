@@ -905,3 +905,16 @@ def test_an_installed_kernelspec_can_be_named(
         assert s.info().kernel == "venv-python"
     with pytest.raises(execbox.InvalidSpec, match="no kernel named"):
         box_client.session(kernel="no-such-kernel").start()
+
+
+def test_waiting_executions_are_capped_not_buffered(session: execbox.Session) -> None:
+    from execbox.engine.sessions import MAX_PENDING
+
+    blocker = session.submit("import time; time.sleep(30)")
+    queued = [session.submit("pass") for _ in range(MAX_PENDING - 1)]
+    with pytest.raises(execbox.QuotaExceeded, match="waiting"):
+        session.submit("1 + 1")
+    blocker.interrupt()
+    assert blocker.result(timeout=30).status == "interrupted"
+    assert all(e.result(timeout=60).ok for e in queued)
+    assert session.execute("1 + 1").text.strip() == "2"

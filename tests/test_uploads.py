@@ -164,7 +164,8 @@ def test_file_member_below_a_symlink_member_stays_inside(client, invariants, tmp
     """'d' -> 'sub' then 'd/x.py': the agent never follows the link while extracting.
 
     It refuses the upload (the box's agent opens every directory with O_NOFOLLOW), so the job
-    ends in ERROR and nothing is written anywhere, inside the workspace's 'sub' or outside.
+    ends in ERROR (InvalidFiles: the archive is at fault) and nothing is written anywhere,
+    inside the workspace's 'sub' or outside.
     """
     archive = make_tar(
         ("sub", "dir", ""),
@@ -173,10 +174,10 @@ def test_file_member_below_a_symlink_member_stays_inside(client, invariants, tmp
         ("main.py", "file", "import os\nprint(sorted(os.listdir('sub')))\n"),
     )
     result = client.run(archive)
-    assert result.reason == "BoxError", (result.status, result.reason, result.message)
+    assert result.reason == "InvalidFiles", (result.status, result.reason, result.message)
     assert "x.py" not in result.stdout
     assert not list(tmp_path.rglob("x.py"))
-    invariants.check(result, JobStatus.ERROR, reason="BoxError")
+    invariants.check(result, JobStatus.ERROR, reason="InvalidFiles")
 
 
 # -- bad mappings and entrypoints ------------------------------------------------------------

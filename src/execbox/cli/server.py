@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any
 
@@ -78,6 +79,9 @@ def serve(options: argparse.Namespace) -> int:
             f"{options.host}:{options.port} runs code here without a key",
             file=sys.stderr,
         )
+    # uvicorn re-raises the SIGTERM it shut down on, under the handler found at start: a no-op
+    # one makes a graceful shutdown exit with status 0.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     uvicorn.run(
         create_app(settings),
         host=options.host,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ import anyio
 
 from ..boxes.base import Backend
 from ..errors import ExecboxError
-from .jobs import JobManager
+from .jobs import RETAINED_JOBS, JobManager
 from .journal import Journal
 from .pool import box_pool
 from .requirements import RequirementsResolver
@@ -52,8 +52,12 @@ class Engine:
         max_concurrent: int = 16,
         kernel_packages: Sequence[str] | None = None,
         journal: Journal | None = None,
+        retained: Mapping[str, int] | None = None,
     ) -> None:
+        """``retained``: finished ``jobs``, closed ``sessions`` and finished ``executions`` per
+        session kept in memory for lookups; a server, which keeps records, keeps few."""
         self._journal = journal
+        self._retained = dict(retained or {})
         self._backend_name = backend
         self._pool_size = pool_size
         self._session_pool_size = session_pool_size
@@ -86,6 +90,7 @@ class Engine:
                 python=python,
                 requirements_resolver=self._resolver,
                 journal=self._journal,
+                retained_jobs=self._retained.get("jobs", RETAINED_JOBS),
             )
             stack.push_async_callback(self.jobs.aclose)
         except BaseException:
@@ -104,7 +109,7 @@ class Engine:
             if self._stack is None:
                 raise ExecboxError("the engine is not open")
             from ..kernel.runtime import DEFAULT_PACKAGES, KernelRuntime
-            from .sessions import SessionManager
+            from .sessions import RETAINED_EXECUTIONS, RETAINED_SESSIONS, SessionManager
 
             runtime = KernelRuntime(
                 self._resolver,
@@ -117,6 +122,8 @@ class Engine:
                 runtime,
                 pool_size=self._session_pool_size,
                 journal=self._journal,
+                retained_sessions=self._retained.get("sessions", RETAINED_SESSIONS),
+                retained_executions=self._retained.get("executions", RETAINED_EXECUTIONS),
             )
         return self._sessions
 

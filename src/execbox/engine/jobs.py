@@ -196,7 +196,9 @@ class JobManager:
         python: str = "python3",
         requirements_resolver: RequirementsResolver | None = None,
         journal: Journal | None = None,
+        retained_jobs: int = RETAINED_JOBS,
     ) -> None:
+        self._retained = retained_jobs
         self._backend = backend
         self._journal = journal or NullJournal()
         self._tg = task_group
@@ -215,9 +217,9 @@ class JobManager:
             raise InvalidSpec(f"job {job_id} exists already")
         job = _Job(job_id, spec)
         self._jobs[job.id] = job
-        if len(self._jobs) > RETAINED_JOBS:
+        if len(self._jobs) > self._retained:
             finished = [key for key, old in self._jobs.items() if old.status.terminal]
-            for key in finished[: len(self._jobs) - RETAINED_JOBS]:
+            for key in finished[: len(self._jobs) - self._retained]:
                 del self._jobs[key]
         self._tg.start_soon(self._run, job)
         return job.id

@@ -29,6 +29,7 @@ from ..errors import (
     ExecboxTimeout,
     InvalidSpec,
     InvalidState,
+    QuotaExceeded,
     SessionClosed,
     SessionNotFound,
 )
@@ -63,6 +64,8 @@ RETAINED_EXECUTIONS = 100
 """Finished executions (with their events) kept per session; the server keeps records."""
 RETAINED_SESSIONS = 1000
 MAX_CODE = 16 << 20
+MAX_PENDING = 100
+"""Executions a session holds queued or running; more is refused, not buffered."""
 
 
 @dataclass
@@ -131,7 +134,11 @@ class SessionManager:
         *,
         pool_size: int = 1,
         journal: Journal | None = None,
+        retained_sessions: int = RETAINED_SESSIONS,
+        retained_executions: int = RETAINED_EXECUTIONS,
     ) -> None:
+        self._retained_sessions = retained_sessions
+        self._retained_executions = retained_executions
         self._backend = backend
         self._journal = journal or NullJournal()
         self._tg = task_group
@@ -179,9 +186,9 @@ class SessionManager:
 
     def _remember(self, session: _Session) -> None:
         self._sessions[session.id] = session
-        if len(self._sessions) > RETAINED_SESSIONS:
+        if len(self._sessions) > self._retained_sessions:
             closed = [k for k, s in self._sessions.items() if s.status is SessionStatus.CLOSED]
-            for key in closed[: len(self._sessions) - RETAINED_SESSIONS]:
+            for key in closed[: len(self._sessions) - self._retained_sessions]:
                 del self._sessions[key]
 
     async def _start_warm(self, spec: SessionSpec) -> _Warm:
@@ -273,6 +280,7 @@ class SessionManager:
                     await session.worker_done.wait()
             if session.warm is not None:
                 await self._discard(session.warm)
+                session.warm = None  # a closed session keeps its results, not its box
             try:
                 await self._journal.session_closed(session.id, reason)
             except Exception:
@@ -327,14 +335,20 @@ class SessionManager:
         if len(code) > MAX_CODE:
             raise InvalidSpec(f"code is longer than {MAX_CODE} characters")
         seconds = validate_timeout(timeout) or DEFAULT_EXECUTION_TIMEOUT
+        pending = sum(1 for e in session.executions.values() if not e.status.terminal)
+        if pending >= MAX_PENDING:
+            raise QuotaExceeded(
+                f"session {session_id} already has {pending} executions waiting; "
+                "wait for some to finish"
+            )
         if execution_id is not None and execution_id in session.executions:
             raise InvalidSpec(f"execution {execution_id} exists already")
         output_limit = session.spec.limits.output_bytes
         execution = Execution(session.id, code, seconds, output_limit, execution_id)
         session.executions[execution.id] = execution
-        if len(session.executions) > RETAINED_EXECUTIONS:
+        if len(session.executions) > self._retained_executions:
             finished = [k for k, e in session.executions.items() if e.status.terminal]
-            for key in finished[: len(session.executions) - RETAINED_EXECUTIONS]:
+            for key in finished[: len(session.executions) - self._retained_executions]:
                 del session.executions[key]
         session.queue.send_nowait(execution)
         session.touch()

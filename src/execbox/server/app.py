@@ -63,6 +63,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 max_concurrent=settings.max_concurrent_jobs,
                 kernel_packages=settings.kernel_packages,
                 journal=records,
+                retained=dict(settings.retained),
             )
             async with engine:
                 if settings.no_auth:

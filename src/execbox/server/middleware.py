@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import PayloadTooLarge
@@ -15,6 +16,9 @@ from .responses import error_body
 __all__ = ["BodyLimitMiddleware", "RequestLogMiddleware"]
 
 log = logging.getLogger("execbox.server.requests")
+
+CLIENT_CLOSED = 499
+"""Logged for a request whose client left before it was read (nginx's convention)."""
 
 
 class BodyLimitMiddleware:
@@ -78,6 +82,8 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, watched)
+        except ClientDisconnect:  # hung up mid-body: nothing to answer, and not our error
+            status["code"] = CLIENT_CLOSED
         finally:
             principal = scope.get("execbox.principal")
             code = status["code"] or 500

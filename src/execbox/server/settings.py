@@ -25,3 +25,5 @@ class ServerSettings:
     max_concurrent_jobs: int = 16
     kernel_packages: tuple[str, ...] | None = None
     shutdown_grace: float = 5.0
+    retained: tuple[tuple[str, int], ...] = (("jobs", 64), ("sessions", 32), ("executions", 16))
+    """Finished objects kept in memory for live lookups; the database keeps every record."""

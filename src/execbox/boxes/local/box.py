@@ -17,6 +17,7 @@ import logging
 import marshal
 import os
 import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -47,6 +48,8 @@ __all__ = ["LocalBackend", "LocalBox", "LocalProcess"]
 log = logging.getLogger("execbox.boxes.local")
 
 READY_TIMEOUT = 15.0
+SETPRIV = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
+"""util-linux's setpriv, to start bwrap as a box's uid without a full fork of this process."""
 LISTING_BYTES = 16 << 20
 AS_SLACK = 1 << 30
 DIR_KINDS = ("file", "dir", "symlink", "other")
@@ -194,9 +197,16 @@ class LocalBox:
             agent_config=config,
         )
         uid = self._lease.uid if self._lease else None
+        identity: dict[str, Any] = {}
+        if uid is not None and SETPRIV:
+            # setpriv drops to the box's uid after the exec: Popen's own user= forces a full
+            # fork() of this process, ~7 ms of a blocked event loop for a 100 MB server.
+            argv = [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--", *argv]
+        elif uid is not None:
+            identity = {"user": uid, "group": uid, "extra_groups": []}
         try:
             # Popen, not asyncio's subprocess machinery: 1.5 ms less per box; exit via a pidfd.
-            self._proc = subprocess.Popen(  # noqa: ASYNC220 - fast, never blocks long
+            self._proc = subprocess.Popen(  # noqa: ASYNC220 - vfork: 0.15 ms, never blocks long
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -204,9 +214,7 @@ class LocalBox:
                 env=BASE_ENV,
                 cwd="/",
                 pass_fds=pass_fds,
-                user=uid,
-                group=uid,
-                extra_groups=[] if uid is not None else None,
+                **identity,
             )
         finally:
             box_end.close()

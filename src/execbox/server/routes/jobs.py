@@ -204,8 +204,9 @@ async def job_events(request: Request, job_id: str) -> Response:
     services = services_of(request)
     row = await _owned(request, job_id)
     try:
+        services.engine.jobs.get(job_id)  # the generator below would look it up too late
         events = services.engine.jobs.events(job_id)
-    except JobNotFound:
+    except JobNotFound:  # left by an earlier server process: the record has it all
         events = None
 
     async def lines() -> AsyncIterator[dict[str, Any]]:

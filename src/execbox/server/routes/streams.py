@@ -29,6 +29,7 @@ from ...errors import ExecboxError, InvalidSpec, SessionNotFound
 from ...models.wire import to_json
 from ..responses import STATUS_OF, error_body
 from ..services import Services, principal_of, services_of
+from ..views import execution_view
 from .sessions import owned_session, require_open, submit_execution
 
 __all__ = ["router"]
@@ -191,8 +192,8 @@ async def execution_stream(websocket: WebSocket, session_id: str, execution_id: 
     try:
         services.engine.sessions.events(session_id, execution_id)
     except SessionNotFound:
-        end = {"type": "end", "result": row.get("result"), "execution_id": execution_id}
-        await socket.send(end)
+        result = row.get("result") or execution_view(row)
+        await socket.send({"type": "end", "result": result, "execution_id": execution_id})
     else:
         await _serve(socket, services, session_id, execution_id)
     await _close(websocket)
