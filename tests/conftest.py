@@ -49,7 +49,10 @@ def invariants(client: execbox.Client) -> Invariants:
 
 # -- the server -------------------------------------------------------------------------------
 
+import contextlib  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from collections.abc import Iterator as _Iterator  # noqa: E402
+from typing import Any  # noqa: E402
 
 from server_support import Keys, PostgresServer, make_keys, postgres  # noqa: E402
 
@@ -81,12 +84,26 @@ def keys(database_url: str) -> Keys:
 
 
 @pytest.fixture
-def api(database_url: str, keys: Keys) -> _Iterator[object]:
-    """The app in process (Starlette's TestClient), on the parametrised database."""
+def fresh_app(database_url: str) -> _Iterator[Callable[..., Any]]:
+    """Apps of the test's own settings on the parametrised database, each closed at the end."""
     from fastapi.testclient import TestClient
 
     from execbox.server import ServerSettings, create_app
 
-    settings = ServerSettings(database_url=database_url, pool_size=0, session_pool_size=0)
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
+    with contextlib.ExitStack() as stack:
+
+        def make(**settings: Any) -> TestClient:
+            app = create_app(
+                ServerSettings(
+                    database_url=database_url, pool_size=0, session_pool_size=0, **settings
+                )
+            )
+            return stack.enter_context(TestClient(app))
+
+        yield make
+
+
+@pytest.fixture
+def api(fresh_app: Callable[..., Any], keys: Keys) -> object:
+    """The app in process (Starlette's TestClient), on the parametrised database."""
+    return fresh_app()

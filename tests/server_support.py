@@ -22,8 +22,11 @@ from typing import Any
 
 import anyio
 import httpx
+from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from execbox.store import Store
+from execbox.store.tables import metadata
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -201,3 +204,41 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+def capture(client: TestClient) -> list[bytes]:
+    """Every response body the client receives from now on."""
+    seen: list[bytes] = []
+
+    def hook(response: httpx.Response) -> None:
+        response.read()
+        seen.append(response.content)
+
+    client.event_hooks["response"].append(hook)
+    return seen
+
+
+def db_rows(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, read with the server's own Store."""
+
+    async def read() -> dict[str, list[dict[str, Any]]]:
+        async with Store(url) as store, store._read() as connection:
+            return {
+                table.name: [
+                    dict(row._mapping) for row in (await connection.execute(select(table))).all()
+                ]
+                for table in metadata.sorted_tables
+            }
+
+    return anyio.run(read)
+
+
+def as_text(value: Any) -> str:
+    """Rows as searchable text: bytes decoded, JSON columns dumped."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{as_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(as_text(v) for v in value) + "]"
+    return str(value)

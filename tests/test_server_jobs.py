@@ -5,28 +5,29 @@ app in process through Starlette's TestClient, and `execbox serve` as a subproce
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import io
 import json
 import secrets
 import tarfile
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-import anyio
 import httpx
-import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
 
-from execbox.server import ServerSettings, create_app
-from execbox.store import Store
-from execbox.store.tables import metadata
-from server_support import Keys, ServerProcess, auth, make_keys
+from server_support import (
+    Keys,
+    ServerProcess,
+    as_text,
+    auth,
+    capture,
+    db_rows,
+    make_keys,
+    wait_until,
+)
 
 GIB = 1 << 30
 TERMINAL = {"succeeded", "failed", "timeout", "memory_limit", "killed", "error"}
@@ -34,55 +35,6 @@ T = TypeVar("T")
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def poll(check: Callable[[], T], what: str, timeout: float = 60.0) -> T:
-    """Call ``check`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
-
-
-def capture(client: TestClient) -> list[bytes]:
-    """Every response body the client receives from now on."""
-    seen: list[bytes] = []
-
-    def hook(response: httpx.Response) -> None:
-        response.read()
-        seen.append(response.content)
-
-    client.event_hooks["response"].append(hook)
-    return seen
-
-
-def db_rows(url: str) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table, read with the server's own Store."""
-
-    async def read() -> dict[str, list[dict[str, Any]]]:
-        async with Store(url) as store, store._read() as connection:
-            return {
-                table.name: [
-                    dict(row._mapping) for row in (await connection.execute(select(table))).all()
-                ]
-                for table in metadata.sorted_tables
-            }
-
-    return anyio.run(read)
-
-
-def as_text(value: Any) -> str:
-    """Rows as searchable text: bytes decoded, JSON columns dumped."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{as_text(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(as_text(v) for v in value) + "]"
-    return str(value)
 
 
 def job_row(url: str, job_id: str) -> dict[str, Any]:
@@ -107,7 +59,7 @@ def wait_job(api: TestClient, key: str, job_id: str) -> dict[str, Any]:
         view = api.get(f"/v1/jobs/{job_id}", headers=auth(key)).json()
         return view if view["status"] in TERMINAL else None
 
-    return poll(ended, f"job {job_id} to end")
+    return wait_until(ended, 60, f"job {job_id} to end")
 
 
 def run(api: TestClient, key: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -131,22 +83,6 @@ def tar_of(files: dict[str, bytes], mode: str = "w") -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
-
-
-@pytest.fixture
-def fresh_app(database_url: str) -> Iterator[Callable[..., TestClient]]:
-    """Apps of the test's own settings on the parametrised database, each closed at the end."""
-    with contextlib.ExitStack() as stack:
-
-        def make(**settings: Any) -> TestClient:
-            app = create_app(
-                ServerSettings(
-                    database_url=database_url, pool_size=0, session_pool_size=0, **settings
-                )
-            )
-            return stack.enter_context(TestClient(app))
-
-        yield make
 
 
 # -- create, wait, record ---------------------------------------------------------------------
@@ -346,8 +282,9 @@ def test_failed_timeout_and_killed(api: TestClient, keys: Keys) -> None:
     )
     assert created.status_code == 201, created.text
     job_id = created.json()["id"]
-    poll(
+    wait_until(
         lambda: api.get(f"/v1/jobs/{job_id}", headers=auth(keys.a)).json()["status"] == "running",
+        60,
         "the busy job to run",
     )
     killed = api.post(f"/v1/jobs/{job_id}/kill", headers=auth(keys.a))

@@ -9,27 +9,30 @@ a kernel is the slow part.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-import anyio
 import httpx
-import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 from starlette.testclient import WebSocketTestSession
 from websockets.sync.client import connect
 
+from execbox.engine import Retention
 from execbox.server import ServerSettings, create_app
-from execbox.store import Store
-from execbox.store.tables import metadata
-from server_support import Keys, ServerProcess, auth, make_keys
+from server_support import (
+    Keys,
+    ServerProcess,
+    as_text,
+    auth,
+    capture,
+    db_rows,
+    make_keys,
+    wait_until,
+)
 
 GIB = 1 << 30
 ACTIVE = ("queued", "running")
@@ -37,55 +40,6 @@ T = TypeVar("T")
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def poll(check: Callable[[], T], what: str, timeout: float = 60.0) -> T:
-    """Call ``check`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
-
-
-def capture(client: TestClient) -> list[bytes]:
-    """Every response body the client receives from now on."""
-    seen: list[bytes] = []
-
-    def hook(response: httpx.Response) -> None:
-        response.read()
-        seen.append(response.content)
-
-    client.event_hooks["response"].append(hook)
-    return seen
-
-
-def db_rows(url: str) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table, read with the server's own Store."""
-
-    async def read() -> dict[str, list[dict[str, Any]]]:
-        async with Store(url) as store, store._read() as connection:
-            return {
-                table.name: [
-                    dict(row._mapping) for row in (await connection.execute(select(table))).all()
-                ]
-                for table in metadata.sorted_tables
-            }
-
-    return anyio.run(read)
-
-
-def as_text(value: Any) -> str:
-    """Rows as searchable text: bytes decoded, JSON columns dumped."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{as_text(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(as_text(v) for v in value) + "]"
-    return str(value)
 
 
 def assert_error(response: httpx.Response, status: int, kind: str | None = None) -> dict[str, Any]:
@@ -139,7 +93,7 @@ def ended(api: TestClient, key: str, session_id: str, execution_id: str) -> dict
         view = api.get(url, headers=auth(key)).json()
         return view if view["status"] not in ACTIVE else None
 
-    return poll(check, f"execution {execution_id} to end")
+    return wait_until(check, 60, f"execution {execution_id} to end")
 
 
 def until(ws: WebSocketTestSession, done: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
@@ -159,22 +113,6 @@ def of_type(kind: str) -> Callable[[dict[str, Any]], bool]:
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-@pytest.fixture
-def fresh_app(database_url: str) -> Iterator[Callable[..., TestClient]]:
-    """Apps of the test's own settings on the parametrised database, each closed at the end."""
-    with contextlib.ExitStack() as stack:
-
-        def make(**settings: Any) -> TestClient:
-            app = create_app(
-                ServerSettings(
-                    database_url=database_url, pool_size=0, session_pool_size=0, **settings
-                )
-            )
-            return stack.enter_context(TestClient(app))
-
-        yield make
 
 
 # -- lifecycle, executions, records -----------------------------------------------------------
@@ -263,8 +201,9 @@ def test_session_lifecycle_executions_and_records(
     asking = submit(api, keys.a, sid, "name = input('who? ')\nprint('hello', name)")
     submitted[asking] = "name = input('who? ')\nprint('hello', name)"
     url = f"/v1/sessions/{sid}/executions/{asking}/input"
-    poll(
+    wait_until(
         lambda: api.post(url, json={"value": "bob"}, headers=auth(keys.a)).status_code == 200,
+        60,
         "the execution to wait for input",
     )
     answered = ended(api, keys.a, sid, asking)
@@ -275,10 +214,11 @@ def test_session_lifecycle_executions_and_records(
     sleeper_code = "import time\nopen('started', 'w').close()\ntime.sleep(60)"
     sleeper = submit(api, keys.a, sid, sleeper_code)
     submitted[sleeper] = sleeper_code
-    poll(
+    wait_until(
         lambda: (
             api.get(f"/v1/sessions/{sid}/files/started", headers=auth(keys.a)).status_code == 200
         ),
+        60,
         "the cell to start",
     )
     busy = api.get(f"/v1/sessions/{sid}", headers=auth(keys.a)).json()
@@ -406,7 +346,7 @@ def test_idle_timeout_closes_the_session(api: TestClient, keys: Keys) -> None:
         view = api.get(f"/v1/sessions/{sid}", headers=auth(keys.a)).json()
         return view if view["status"] == "closed" else None
 
-    view = poll(closed, "the idle session to close", timeout=30)
+    view = wait_until(closed, 30, "the idle session to close")
     assert view["reason"] == "idle_timeout"
     assert view["spec"]["idle_timeout"] == 1
     refused = api.post(f"/v1/sessions/{sid}/executions", json={"code": "1"}, headers=auth(keys.a))
@@ -687,9 +627,11 @@ def test_closed_sessions_are_not_kept_in_memory_beyond_the_retention(sqlite_url:
     """The records are in the database: the server keeps few finished objects in memory, so a
     key that cycles sessions with big outputs cannot grow the server without bound."""
     keys = make_keys(sqlite_url)
-    retained = (("jobs", 2), ("sessions", 2), ("executions", 3))
     settings = ServerSettings(
-        database_url=sqlite_url, pool_size=0, session_pool_size=0, retained=retained
+        database_url=sqlite_url,
+        pool_size=0,
+        session_pool_size=0,
+        retention=Retention(jobs=2, sessions=2, executions=3),
     )
     with TestClient(create_app(settings)) as client:
         engine = client.app.state.services.engine  # type: ignore[attr-defined]

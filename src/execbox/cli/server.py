@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from typing import Any
@@ -105,25 +106,15 @@ def keys(options: argparse.Namespace) -> int:
     async def act() -> int:
         async with Store(options.db) as store:
             if options.action == "create":
-                limits = None
                 asked = {
-                    "max_memory": parse_size(options.max_memory, name="--max-memory")
-                    if options.max_memory
-                    else None,
+                    "max_memory": options.max_memory
+                    and parse_size(options.max_memory, name="--max-memory"),
                     "max_cpus": options.max_cpus,
                     "max_timeout": options.max_timeout,
                     "allow_network": options.allow_network or None,
                 }
-                if any(value is not None for value in asked.values()):
-                    defaults = TenantLimits()
-                    limits = TenantLimits(
-                        **{
-                            name: getattr(defaults, name)
-                            if asked.get(name) is None
-                            else asked[name]
-                            for name in TenantLimits.__slots__
-                        }
-                    )
+                chosen = {name: value for name, value in asked.items() if value is not None}
+                limits = dataclasses.replace(TenantLimits(), **chosen) if chosen else None
                 key = await store.create_key(
                     options.tenant,
                     name=options.name,

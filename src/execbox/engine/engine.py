@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import anyio
 
 from ..boxes.base import Backend
 from ..errors import ExecboxError
-from .jobs import RETAINED_JOBS, JobManager
+from .jobs import JobManager
 from .journal import Journal
 from .pool import box_pool
 from .requirements import RequirementsResolver
@@ -21,7 +22,7 @@ from .requirements import RequirementsResolver
 if TYPE_CHECKING:
     from .sessions import SessionManager
 
-__all__ = ["BACKENDS", "Engine", "load_backend"]
+__all__ = ["BACKENDS", "Engine", "Retention", "load_backend"]
 
 BACKENDS = {"local": "execbox.boxes.local:LocalBackend"}
 
@@ -42,6 +43,18 @@ def load_backend(name: str, **options: Any) -> Backend:
     return backend
 
 
+@dataclass(frozen=True)
+class Retention:
+    """Finished objects kept in memory for lookups by id. Embedded, they are the only copy;
+    a server keeps records of everything and so keeps few."""
+
+    jobs: int = 10_000
+    sessions: int = 1000
+    """Closed sessions, with their finished executions."""
+    executions: int = 100
+    """Finished executions per session, with their events."""
+
+
 class Engine:
     def __init__(
         self,
@@ -52,12 +65,10 @@ class Engine:
         max_concurrent: int = 16,
         kernel_packages: Sequence[str] | None = None,
         journal: Journal | None = None,
-        retained: Mapping[str, int] | None = None,
+        retention: Retention | None = None,
     ) -> None:
-        """``retained``: finished ``jobs``, closed ``sessions`` and finished ``executions`` per
-        session kept in memory for lookups; a server, which keeps records, keeps few."""
         self._journal = journal
-        self._retained = dict(retained or {})
+        self._retention = retention or Retention()
         self._backend_name = backend
         self._pool_size = pool_size
         self._session_pool_size = session_pool_size
@@ -90,7 +101,7 @@ class Engine:
                 python=python,
                 requirements_resolver=self._resolver,
                 journal=self._journal,
-                retained_jobs=self._retained.get("jobs", RETAINED_JOBS),
+                retained_jobs=self._retention.jobs,
             )
             stack.push_async_callback(self.jobs.aclose)
         except BaseException:
@@ -109,7 +120,7 @@ class Engine:
             if self._stack is None:
                 raise ExecboxError("the engine is not open")
             from ..kernel.runtime import DEFAULT_PACKAGES, KernelRuntime
-            from .sessions import RETAINED_EXECUTIONS, RETAINED_SESSIONS, SessionManager
+            from .sessions import SessionManager
 
             runtime = KernelRuntime(
                 self._resolver,
@@ -122,8 +133,8 @@ class Engine:
                 runtime,
                 pool_size=self._session_pool_size,
                 journal=self._journal,
-                retained_sessions=self._retained.get("sessions", RETAINED_SESSIONS),
-                retained_executions=self._retained.get("executions", RETAINED_EXECUTIONS),
+                retained_sessions=self._retention.sessions,
+                retained_executions=self._retention.executions,
             )
         return self._sessions
 

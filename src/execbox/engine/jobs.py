@@ -54,8 +54,6 @@ log = logging.getLogger("execbox.jobs")
 DEFAULT_TIMEOUT = 300.0
 EXIT_GRACE = 0.2
 """How long output is still collected after the main process exits."""
-RETAINED_JOBS = 10_000
-"""Finished jobs kept for ``job(id)``; older ones are forgotten (the server keeps records)."""
 _MAX_ARGS = 4096
 
 
@@ -155,6 +153,10 @@ class _Outcome(NamedTuple):
     message: str | None = None
 
 
+_KILLED = _Outcome(JobStatus.KILLED, None, "killed", "the job was killed on request")
+_SHUTDOWN = _Outcome(JobStatus.ERROR, None, "shutdown", "the engine shut down while the job ran")
+
+
 class _Job:
     def __init__(self, job_id: str, spec: JobSpec) -> None:
         self.id = job_id
@@ -165,8 +167,8 @@ class _Job:
         self.result: JobResult | None = None
         self.done = anyio.Event()
         self.scope = anyio.CancelScope()
-        self.kill_requested = False
-        self.shutting_down = False
+        self.stopped: _Outcome | None = None
+        """Why the job's scope was cancelled from outside: a kill, or the engine closing."""
         self.stdout = _Capture("stdout", spec.limits.output_bytes)
         self.stderr = _Capture("stderr", spec.limits.output_bytes)
         self.listeners: list[MemoryObjectSendStream[JobEvent]] = []
@@ -196,7 +198,7 @@ class JobManager:
         python: str = "python3",
         requirements_resolver: RequirementsResolver | None = None,
         journal: Journal | None = None,
-        retained_jobs: int = RETAINED_JOBS,
+        retained_jobs: int,
     ) -> None:
         self._retained = retained_jobs
         self._backend = backend
@@ -248,7 +250,7 @@ class JobManager:
         job = self.get(job_id)
         if job.status.terminal:
             return
-        job.kill_requested = True
+        job.stopped = job.stopped or _KILLED
         job.scope.cancel()
 
     async def aclose(self, grace: float = 10.0) -> None:
@@ -256,15 +258,19 @@ class JobManager:
         results to be recorded; queued ones end before they start."""
         live = [job for job in self._jobs.values() if not job.status.terminal]
         for job in live:
-            job.shutting_down = job.kill_requested = True
+            job.stopped = _SHUTDOWN
             job.scope.cancel()
         with anyio.move_on_after(grace):
             for job in live:
                 await job.done.wait()
 
-    async def events(self, job_id: str) -> AsyncIterator[JobEvent]:
-        """Output chunks as produced, then the terminal status; replays what came before."""
-        job = self.get(job_id)
+    def events(self, job_id: str) -> AsyncIterator[JobEvent]:
+        """Output chunks as produced, then the terminal status; replays what came before.
+
+        An unknown id raises JobNotFound here, not at the first iteration."""
+        return self._events(self.get(job_id))
+
+    async def _events(self, job: _Job) -> AsyncIterator[JobEvent]:
         send, receive = anyio.create_memory_object_stream[JobEvent](
             max_buffer_size=4 * job.spec.limits.output_bytes // 65536 + 1024
         )
@@ -305,13 +311,8 @@ class JobManager:
                     if deadline.cancelled_caught:
                         message = f"the job ran past its timeout of {job.spec.timeout:g} s"
                         outcome = _Outcome(JobStatus.TIMEOUT, None, "timeout", message)
-            if job.scope.cancelled_caught and job.shutting_down:
-                message = "the engine shut down while the job ran"
-                outcome = _Outcome(JobStatus.ERROR, None, "shutdown", message)
-            elif job.scope.cancelled_caught and job.kill_requested:
-                outcome = _Outcome(
-                    JobStatus.KILLED, None, "killed", "the job was killed on request"
-                )
+            if job.scope.cancelled_caught and job.stopped is not None:
+                outcome = job.stopped
         except ExecboxError as exc:
             outcome = _Outcome(JobStatus.ERROR, None, type(exc).__name__, str(exc))
         except Exception as exc:

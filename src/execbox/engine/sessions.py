@@ -60,9 +60,6 @@ INTERRUPT_GRACE = 2.0
 REAP_INTERVAL = 0.5
 LIMIT_POLL = 0.25
 """How often a running execution's box is checked for having hit its process limit."""
-RETAINED_EXECUTIONS = 100
-"""Finished executions (with their events) kept per session; the server keeps records."""
-RETAINED_SESSIONS = 1000
 MAX_CODE = 16 << 20
 MAX_PENDING = 100
 """Executions a session holds queued or running; more is refused, not buffered."""
@@ -134,8 +131,8 @@ class SessionManager:
         *,
         pool_size: int = 1,
         journal: Journal | None = None,
-        retained_sessions: int = RETAINED_SESSIONS,
-        retained_executions: int = RETAINED_EXECUTIONS,
+        retained_sessions: int,
+        retained_executions: int,
     ) -> None:
         self._retained_sessions = retained_sessions
         self._retained_executions = retained_executions
@@ -447,8 +444,7 @@ class SessionManager:
         finally:
             if execution is not None and execution.result is None:
                 message = f"the session closed ({session.reason}) during this execution"
-                with anyio.CancelScope(shield=True):
-                    await self._finish(execution, execution.cancelled(message))
+                await self._finish(execution, execution.cancelled(message))
             session.worker_done.set()
 
     async def _finish(self, execution: Execution, result: ExecutionResult) -> None:

@@ -63,7 +63,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                 max_concurrent=settings.max_concurrent_jobs,
                 kernel_packages=settings.kernel_packages,
                 journal=records,
-                retained=dict(settings.retained),
+                retention=settings.retention,
             )
             async with engine:
                 if settings.no_auth:
@@ -71,7 +71,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                     log.warning(
                         "--no-auth: every request is served without a key, as tenant 'local'"
                     )
-                app.state.services = Services(settings, store, engine, records, quotas, metrics)
+                app.state.services = Services(settings, store, engine, quotas, metrics)
                 try:
                     yield
                 finally:

@@ -8,20 +8,21 @@ tenant may never have (the network) is refused.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Literal
+from typing import Literal
 
 from ..errors import PermissionDenied, QuotaExceeded
 from ..models import Limits, validate_timeout
 from ..store.accounts import Principal, TenantLimits
+from .schemas import LimitsIn
 
 __all__ = ["Quotas", "check_network", "clamp_limits", "clamp_seconds"]
 
 Kind = Literal["session", "job"]
 
 
-def clamp_limits(asked: dict[str, Any] | None, tenant: TenantLimits) -> Limits:
+def clamp_limits(asked: LimitsIn | None, tenant: TenantLimits) -> Limits:
     """Validated limits (bad values raise InvalidLimits), each at most the tenant's maximum."""
-    wanted = Limits().merged(**(asked or {}))
+    wanted = Limits().merged(**(asked.model_dump(exclude_none=True) if asked else {}))
     return Limits(
         memory=min(wanted.memory_bytes, tenant.max_memory),
         cpus=min(float(wanted.cpus), tenant.max_cpus),

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import errors
 
-__all__ = ["STATUS_OF", "error_body", "install_error_handlers", "ndjson"]
+__all__ = ["STATUS_OF", "error_body", "error_response", "install_error_handlers", "ndjson"]
 
 log = logging.getLogger("execbox.server")
 
@@ -49,6 +49,11 @@ def error_body(kind: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def _execbox_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.ExecboxError)
+    return error_response(exc)
+
+
+def error_response(exc: errors.ExecboxError) -> JSONResponse:
+    """The answer to an error of the tree, for HTTP routes and refused WebSocket upgrades."""
     status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 500)
     extra = {"reason": exc.reason} if isinstance(exc, errors.SessionClosed) else {}
     if status == 500:

@@ -11,7 +11,6 @@ from ..store import Store
 from ..store.accounts import Principal
 from .metrics import Metrics
 from .quotas import Quotas
-from .records import Records
 from .settings import ServerSettings
 
 __all__ = ["Services", "principal_of", "services_of"]
@@ -22,7 +21,6 @@ class Services:
     settings: ServerSettings
     store: Store
     engine: Engine
-    records: Records
     quotas: Quotas
     metrics: Metrics
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ServerSettings"]
+from ..engine import Retention
+
+__all__ = ["SERVER_RETENTION", "ServerSettings"]
+
+SERVER_RETENTION = Retention(jobs=64, sessions=32, executions=16)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,5 +29,5 @@ class ServerSettings:
     max_concurrent_jobs: int = 16
     kernel_packages: tuple[str, ...] | None = None
     shutdown_grace: float = 5.0
-    retained: tuple[tuple[str, int], ...] = (("jobs", 64), ("sessions", 32), ("executions", 16))
+    retention: Retention = SERVER_RETENTION
     """Finished objects kept in memory for live lookups; the database keeps every record."""

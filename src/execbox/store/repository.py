@@ -18,12 +18,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Executable, Row, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Executable,
+    Row,
+    Select,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ..errors import ExecboxError
-from ..models import ExecutionResult, JobResult
+from ..models import ExecutionResult, JobResult, Usage
 from ..models.wire import to_json
 from ..paths import state_dir
 from .accounts import KeyInfo, NewKey, Principal, TenantLimits, parse_key
@@ -93,16 +104,16 @@ class Store:
         """Connect and bring the schema up to date (Alembic migrations)."""
         try:
             if self.is_sqlite:
-                self._sync = self._open_sqlite()
+                self._open_sqlite()
             else:
-                self._async = await self._open_async()
+                await self._open_async()
         except (ImportError, ValueError) as exc:  # an unknown dialect or a missing driver
             raise ExecboxError(f"cannot use the database {self._safe_url()}: {exc}") from None
         except Exception as exc:
             await self.aclose()
             raise ExecboxError(f"cannot open the database {self._safe_url()}: {exc}") from exc
 
-    def _open_sqlite(self) -> Engine:
+    def _open_sqlite(self) -> None:
         # Any driver suffix (sqlite+aiosqlite://) is dropped: SQLite runs in this thread.
         path = self.url.partition(":///")[2]
         if path and path != ":memory:":
@@ -116,14 +127,12 @@ class Store:
         self._sync = engine
         with engine.begin() as connection:
             _upgrade(connection)
-        return engine
 
-    async def _open_async(self) -> AsyncEngine:
+    async def _open_async(self) -> None:
         engine = create_async_engine(self.url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._async = engine
         async with engine.begin() as connection:
             await connection.run_sync(_upgrade)
-        return engine
 
     def _safe_url(self) -> str:
         """The URL without its password, for messages and logs."""
@@ -179,21 +188,7 @@ class Store:
         """A new key for ``tenant``, created with ``limits`` if it is new (else updated to them)."""
         key = NewKey.generate()
         async with self._write() as connection:
-            row = (
-                await connection.execute(select(tenants.c.id).where(tenants.c.name == tenant))
-            ).first()
-            if row is None:
-                tenant_id = f"ten_{secrets.token_hex(8)}"
-                values = asdict(limits or TenantLimits())
-                await connection.execute(
-                    insert(tenants).values(id=tenant_id, name=tenant, created_at=_now(), **values)
-                )
-            else:
-                tenant_id = row.id
-                if limits is not None:
-                    await connection.execute(
-                        update(tenants).where(tenants.c.id == tenant_id).values(**asdict(limits))
-                    )
+            tenant_id = await self._tenant(connection, tenant, limits)
             await connection.execute(
                 insert(api_keys).values(
                     id=key.id,
@@ -208,21 +203,27 @@ class Store:
             )
         return key
 
+    @staticmethod
+    async def _tenant(connection: _Connection, name: str, limits: TenantLimits | None) -> str:
+        """The id of tenant ``name``, created if new; ``limits``, if given, become its maxima."""
+        row = (await connection.execute(select(tenants.c.id).where(tenants.c.name == name))).first()
+        if row is None:
+            tenant_id = f"ten_{secrets.token_hex(8)}"
+            values = asdict(limits or TenantLimits())
+            await connection.execute(
+                insert(tenants).values(id=tenant_id, name=name, created_at=_now(), **values)
+            )
+            return tenant_id
+        if limits is not None:
+            await connection.execute(
+                update(tenants).where(tenants.c.id == row.id).values(**asdict(limits))
+            )
+        return str(row.id)
+
     async def local_principal(self) -> Principal:
         """The caller of a ``--no-auth`` server: tenant ``local``, created on first use."""
         async with self._write() as connection:
-            row = (
-                await connection.execute(select(tenants).where(tenants.c.name == "local"))
-            ).first()
-            if row is None:
-                tenant_id = f"ten_{secrets.token_hex(8)}"
-                await connection.execute(
-                    insert(tenants).values(
-                        id=tenant_id, name="local", created_at=_now(), **asdict(TenantLimits())
-                    )
-                )
-            else:
-                tenant_id = row.id
+            tenant_id = await self._tenant(connection, "local", None)
         return Principal(
             key_id="local",
             tenant_id=tenant_id,
@@ -290,61 +291,82 @@ class Store:
             max_jobs=row.max_jobs,
         )
 
+    # -- records: each write changes a status and appends it, with its time, to the history --
+
+    async def _create(
+        self, table: Table, object_id: str, status: str, at: datetime, **values: Any
+    ) -> None:
+        async with self._write() as connection:
+            await connection.execute(insert(table).values(id=object_id, status=status, **values))
+            await self._changed(connection, object_id, status, at, None)
+
+    async def _move(
+        self,
+        table: Table,
+        object_id: str,
+        status: str,
+        at: datetime,
+        *,
+        why: str | None = None,
+        unless: str | None = None,
+        **values: Any,
+    ) -> None:
+        """Set ``status`` (unless the record is in status ``unless``) and log the change, with
+        ``why`` as its reason."""
+        change = update(table).where(table.c.id == object_id)
+        if unless is not None:
+            change = change.where(table.c.status != unless)
+        async with self._write() as connection:
+            done = await connection.execute(change.values(status=status, **values))
+            if done.rowcount:
+                await self._changed(connection, object_id, status, at, why)
+
+    async def _one(self, query: Select[Any]) -> dict[str, Any] | None:
+        async with self._read() as connection:
+            return _record((await connection.execute(query)).first())
+
+    async def _all(self, query: Select[Any]) -> list[dict[str, Any]]:
+        async with self._read() as connection:
+            rows = (await connection.execute(query)).all()
+        return [record for record in map(_record, rows) if record is not None]
+
     # -- jobs ---------------------------------------------------------------------------------
 
     async def insert_job(
         self, job_id: str, principal: Principal, spec: Mapping[str, Any], created_at: datetime
     ) -> None:
-        async with self._write() as connection:
-            await connection.execute(
-                insert(jobs).values(
-                    id=job_id,
-                    tenant_id=principal.tenant_id,
-                    key_id=principal.key_id,
-                    status="queued",
-                    spec=dict(spec),
-                    created_at=created_at,
-                )
-            )
-            await self._changed(connection, job_id, "queued", created_at, None)
+        await self._create(
+            jobs, job_id, "queued", created_at, tenant_id=principal.tenant_id,
+            key_id=principal.key_id, spec=dict(spec), created_at=created_at,
+        )  # fmt: skip
 
     async def job_running(self, job_id: str, started_at: datetime) -> None:
-        async with self._write() as connection:
-            await connection.execute(
-                update(jobs)
-                .where(jobs.c.id == job_id)
-                .values(status="running", started_at=started_at)
-            )
-            await self._changed(connection, job_id, "running", started_at, None)
+        await self._move(jobs, job_id, "running", started_at, started_at=started_at)
 
     async def job_finished(self, result: JobResult) -> None:
         finished = result.finished_at or _now()
-        async with self._write() as connection:
-            await connection.execute(
-                update(jobs)
-                .where(jobs.c.id == result.id)
-                .values(
-                    status=result.status.value,
-                    started_at=result.started_at,
-                    finished_at=finished,
-                    exit_code=result.exit_code,
-                    reason=result.reason,
-                    message=result.message,
-                    stdout=result.stdout_bytes,
-                    stderr=result.stderr_bytes,
-                    stdout_truncated=result.stdout_truncated,
-                    stderr_truncated=result.stderr_truncated,
-                    wall_seconds=result.usage.wall_seconds,
-                    cpu_seconds=result.usage.cpu_seconds,
-                    peak_memory_bytes=result.usage.peak_memory_bytes,
-                )
-            )
-            await self._changed(connection, result.id, result.status.value, finished, result.reason)
+        await self._move(
+            jobs,
+            result.id,
+            result.status.value,
+            finished,
+            why=result.reason,
+            started_at=result.started_at,
+            finished_at=finished,
+            exit_code=result.exit_code,
+            reason=result.reason,
+            message=result.message,
+            stdout=result.stdout_bytes,
+            stderr=result.stderr_bytes,
+            stdout_truncated=result.stdout_truncated,
+            stderr_truncated=result.stderr_truncated,
+            **_usage(result.usage),
+        )
 
     async def get_job(self, tenant_id: str, job_id: str) -> dict[str, Any] | None:
-        query = select(jobs).where(jobs.c.id == job_id, jobs.c.tenant_id == tenant_id)
-        async with self._read() as connection:
-            return _record((await connection.execute(query)).first())
+        return await self._one(
+            select(jobs).where(jobs.c.id == job_id, jobs.c.tenant_id == tenant_id)
+        )
 
     async def list_jobs(
         self,
@@ -364,10 +386,7 @@ class Store:
             query = query.where(jobs.c.created_at >= _utc(since))
         if until is not None:
             query = query.where(jobs.c.created_at < _utc(until))
-        query = query.order_by(jobs.c.created_at.desc()).limit(limit)
-        async with self._read() as connection:
-            rows = (await connection.execute(query)).all()
-        return [r for r in map(_record, rows) if r is not None]
+        return await self._all(query.order_by(jobs.c.created_at.desc()).limit(limit))
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -379,40 +398,32 @@ class Store:
         created_at: datetime,
         client_token: str | None = None,
     ) -> None:
-        async with self._write() as connection:
-            await connection.execute(
-                insert(sessions).values(
-                    id=session_id,
-                    tenant_id=principal.tenant_id,
-                    key_id=principal.key_id,
-                    client_token=client_token,
-                    status="open",
-                    spec=dict(spec),
-                    created_at=created_at,
-                )
-            )
-            await self._changed(connection, session_id, "open", created_at, None)
+        await self._create(
+            sessions, session_id, "open", created_at, tenant_id=principal.tenant_id,
+            key_id=principal.key_id, client_token=client_token, spec=dict(spec),
+            created_at=created_at,
+        )  # fmt: skip
 
     async def close_session(self, session_id: str, reason: str) -> None:
         at = _now()
-        async with self._write() as connection:
-            done = await connection.execute(
-                update(sessions)
-                .where(sessions.c.id == session_id, sessions.c.status != "closed")
-                .values(status="closed", reason=reason, closed_at=at)
-            )
-            if done.rowcount:
-                await self._changed(connection, session_id, "closed", at, reason)
+        await self._move(
+            sessions,
+            session_id,
+            "closed",
+            at,
+            why=reason,
+            unless="closed",
+            reason=reason,
+            closed_at=at,
+        )
 
     async def get_session(self, tenant_id: str, session_id: str) -> dict[str, Any] | None:
-        query = select(sessions).where(
-            sessions.c.id == session_id, sessions.c.tenant_id == tenant_id
+        return await self._one(
+            select(sessions).where(sessions.c.id == session_id, sessions.c.tenant_id == tenant_id)
         )
-        async with self._read() as connection:
-            return _record((await connection.execute(query)).first())
 
     async def open_session_by_token(self, tenant_id: str, token: str) -> dict[str, Any] | None:
-        query = (
+        return await self._one(
             select(sessions)
             .where(
                 sessions.c.tenant_id == tenant_id,
@@ -421,8 +432,6 @@ class Store:
             )
             .order_by(sessions.c.created_at.desc())
         )
-        async with self._read() as connection:
-            return _record((await connection.execute(query)).first())
 
     async def list_sessions(
         self, tenant_id: str, *, status: Sequence[str] = (), limit: int = 100
@@ -430,10 +439,7 @@ class Store:
         query = select(sessions).where(sessions.c.tenant_id == tenant_id)
         if status:
             query = query.where(sessions.c.status.in_(status))
-        query = query.order_by(sessions.c.created_at.desc()).limit(limit)
-        async with self._read() as connection:
-            rows = (await connection.execute(query)).all()
-        return [r for r in map(_record, rows) if r is not None]
+        return await self._all(query.order_by(sessions.c.created_at.desc()).limit(limit))
 
     # -- executions ---------------------------------------------------------------------------
 
@@ -445,95 +451,67 @@ class Store:
         code: str,
         created_at: datetime,
     ) -> None:
-        async with self._write() as connection:
-            await connection.execute(
-                insert(executions).values(
-                    id=execution_id,
-                    session_id=session_id,
-                    tenant_id=principal.tenant_id,
-                    status="queued",
-                    code=code,
-                    created_at=created_at,
-                )
-            )
-            await self._changed(connection, execution_id, "queued", created_at, None)
+        await self._create(
+            executions, execution_id, "queued", created_at, session_id=session_id,
+            tenant_id=principal.tenant_id, code=code, created_at=created_at,
+        )  # fmt: skip
 
     async def execution_running(self, execution_id: str, started_at: datetime) -> None:
-        async with self._write() as connection:
-            await connection.execute(
-                update(executions)
-                .where(executions.c.id == execution_id)
-                .values(status="running", started_at=started_at)
-            )
-            await self._changed(connection, execution_id, "running", started_at, None)
+        await self._move(executions, execution_id, "running", started_at, started_at=started_at)
 
     async def execution_finished(self, result: ExecutionResult) -> None:
         finished = result.finished_at or _now()
-        async with self._write() as connection:
-            await connection.execute(
-                update(executions)
-                .where(executions.c.id == result.id)
-                .values(
-                    status=result.status.value,
-                    started_at=result.started_at,
-                    finished_at=finished,
-                    execution_count=result.execution_count,
-                    result=to_json(result),
-                    truncated=result.truncated,
-                    wall_seconds=result.usage.wall_seconds,
-                    cpu_seconds=result.usage.cpu_seconds,
-                    peak_memory_bytes=result.usage.peak_memory_bytes,
-                )
-            )
-            reason = result.status.value if not result.ok else None
-            await self._changed(connection, result.id, result.status.value, finished, reason)
+        await self._move(
+            executions,
+            result.id,
+            result.status.value,
+            finished,
+            why=None if result.ok else result.status.value,
+            started_at=result.started_at,
+            finished_at=finished,
+            execution_count=result.execution_count,
+            result=to_json(result),
+            truncated=result.truncated,
+            **_usage(result.usage),
+        )
 
     async def execution_refused(self, execution_id: str, message: str) -> None:
         """An execution recorded but never queued (its session closed in between)."""
         at = _now()
         result = {"id": execution_id, "status": "cancelled", "message": message}
-        async with self._write() as connection:
-            await connection.execute(
-                update(executions)
-                .where(executions.c.id == execution_id)
-                .values(status="cancelled", reason="refused", finished_at=at, result=result)
-            )
-            await self._changed(connection, execution_id, "cancelled", at, "refused")
+        await self._move(
+            executions, execution_id, "cancelled", at, why="refused", reason="refused",
+            finished_at=at, result=result,
+        )  # fmt: skip
 
     async def get_execution(
         self, tenant_id: str, session_id: str, execution_id: str
     ) -> dict[str, Any] | None:
-        query = select(executions).where(
-            executions.c.id == execution_id,
-            executions.c.session_id == session_id,
-            executions.c.tenant_id == tenant_id,
+        return await self._one(
+            select(executions).where(
+                executions.c.id == execution_id,
+                executions.c.session_id == session_id,
+                executions.c.tenant_id == tenant_id,
+            )
         )
-        async with self._read() as connection:
-            return _record((await connection.execute(query)).first())
 
     async def list_executions(
         self, tenant_id: str, session_id: str, *, limit: int = 100
     ) -> list[dict[str, Any]]:
         columns = [c for c in executions.c if c.name != "result"]
-        query = (
+        return await self._all(
             select(*columns)
             .where(executions.c.session_id == session_id, executions.c.tenant_id == tenant_id)
             .order_by(executions.c.created_at.desc())
             .limit(limit)
         )
-        async with self._read() as connection:
-            rows = (await connection.execute(query)).all()
-        return [r for r in map(_record, rows) if r is not None]
 
     async def status_history(self, object_id: str) -> list[dict[str, Any]]:
-        query = (
+        return await self._all(
             select(status_changes.c.status, status_changes.c.reason, status_changes.c.at)
             .where(status_changes.c.object_id == object_id)
             .order_by(status_changes.c.id)
         )
-        async with self._read() as connection:
-            rows = (await connection.execute(query)).all()
-        return [r for r in map(_record, rows) if r is not None]
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -541,34 +519,32 @@ class Store:
         """End what a previous server process left running: its boxes died with it."""
         at = _now()
         message = "the server restarted while this ran; its box was destroyed"
+        ends: tuple[tuple[str, Table, tuple[str, ...], str, dict[str, Any]], ...] = (
+            ("jobs", jobs, ACTIVE, "error", {"finished_at": at, "message": message}),
+            ("executions", executions, ACTIVE, "error", {"finished_at": at}),
+            ("sessions", sessions, ("open",), "closed", {"closed_at": at}),
+        )
         counts: dict[str, int] = {}
         async with self._write() as connection:
-            for name, table, status in (
-                ("jobs", jobs, "error"),
-                ("executions", executions, "error"),
-                ("sessions", sessions, "closed"),
-            ):
-                active = ACTIVE if table is not sessions else ("open",)
-                ids = (
-                    (await connection.execute(select(table.c.id).where(table.c.status.in_(active))))
-                    .scalars()
-                    .all()
+            for name, table, active, status, values in ends:
+                found = await connection.execute(
+                    select(table.c.id).where(table.c.status.in_(active))
                 )
+                ids = found.scalars().all()
                 counts[name] = len(ids)
-                if not ids:
-                    continue
-                values: dict[str, Any] = {"status": status, "reason": reason}
-                if table is sessions:
-                    values["closed_at"] = at
-                else:
-                    values["finished_at"] = at
-                if table is jobs:
-                    values["message"] = message
-                await connection.execute(update(table).where(table.c.id.in_(ids)).values(**values))
-                await connection.execute(
-                    insert(status_changes),
-                    [{"object_id": i, "status": status, "reason": reason, "at": at} for i in ids],
-                )
+                if ids:
+                    await connection.execute(
+                        update(table)
+                        .where(table.c.id.in_(ids))
+                        .values(status=status, reason=reason, **values)
+                    )
+                    await connection.execute(
+                        insert(status_changes),
+                        [
+                            {"object_id": i, "status": status, "reason": reason, "at": at}
+                            for i in ids
+                        ],
+                    )
         return counts
 
     async def count(self, table_name: str, **where: Any) -> int:
@@ -595,6 +571,14 @@ class _InLoop:
 
     async def execute(self, statement: Executable, parameters: Any = None, /) -> CursorResult[Any]:
         return self._connection.execute(statement, parameters)
+
+
+def _usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "wall_seconds": usage.wall_seconds,
+        "cpu_seconds": usage.cpu_seconds,
+        "peak_memory_bytes": usage.peak_memory_bytes,
+    }
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

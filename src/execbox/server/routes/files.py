@@ -11,8 +11,8 @@ from starlette.responses import Response
 
 from ...errors import InvalidSpec
 from ...models.wire import to_json
-from ..services import principal_of, services_of
-from .sessions import owned_session, require_open
+from ..services import services_of
+from .sessions import open_session
 
 __all__ = ["router"]
 
@@ -45,23 +45,18 @@ _MULTIPART = {
 }
 
 
-async def _open(request: Request, session_id: str) -> None:
-    services = services_of(request)
-    require_open(services, await owned_session(services, principal_of(request), session_id))
-
-
 @router.get("", summary="List a directory of the workspace")
 async def list_files(
     request: Request, session_id: str, path: Annotated[str, Query()] = ""
 ) -> dict[str, Any]:
-    await _open(request, session_id)
+    await open_session(request, session_id)
     entries = await services_of(request).engine.sessions.list_files(session_id, path)
     return {"path": path, "entries": to_json(entries)}
 
 
 @router.post("", openapi_extra=_MULTIPART, summary="Upload files (multipart)")
 async def upload_files(request: Request, session_id: str) -> dict[str, Any]:
-    await _open(request, session_id)
+    await open_session(request, session_id)
     sessions = services_of(request).engine.sessions
     written = []
     max_part = services_of(request).settings.max_body
@@ -76,7 +71,7 @@ async def upload_files(request: Request, session_id: str) -> dict[str, Any]:
 
 @router.put("/{path:path}", openapi_extra=_RAW_BODY, summary="Write one file (raw body)")
 async def put_file(request: Request, session_id: str, path: str) -> dict[str, Any]:
-    await _open(request, session_id)
+    await open_session(request, session_id)
     data = await request.body()
     await services_of(request).engine.sessions.write_file(session_id, path, data)
     return {"path": path, "size": len(data)}
@@ -84,7 +79,7 @@ async def put_file(request: Request, session_id: str, path: str) -> dict[str, An
 
 @router.get("/{path:path}", summary="Download one file", response_class=Response)
 async def get_file(request: Request, session_id: str, path: str) -> Response:
-    await _open(request, session_id)
+    await open_session(request, session_id)
     data = await services_of(request).engine.sessions.read_file(session_id, path)
     name = path.rsplit("/", 1)[-1].replace('"', "")
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
@@ -93,6 +88,6 @@ async def get_file(request: Request, session_id: str, path: str) -> Response:
 
 @router.delete("/{path:path}", summary="Delete a file or an empty directory")
 async def delete_file(request: Request, session_id: str, path: str) -> dict[str, Any]:
-    await _open(request, session_id)
+    await open_session(request, session_id)
     await services_of(request).engine.sessions.delete_file(session_id, path)
     return {"path": path, "deleted": True}

@@ -133,9 +133,7 @@ async def create_job(
         stdin=body.stdin,
         env=body.env,
         timeout=clamp_seconds(body.timeout, tenant.max_timeout, name="timeout"),
-        limits=clamp_limits(
-            body.limits.model_dump(exclude_none=True) if body.limits else None, tenant
-        ),
+        limits=clamp_limits(body.limits, tenant),
         network=check_network(body.network, tenant),
     )
     job_id = new_job_id()
@@ -204,7 +202,6 @@ async def job_events(request: Request, job_id: str) -> Response:
     services = services_of(request)
     row = await _owned(request, job_id)
     try:
-        services.engine.jobs.get(job_id)  # the generator below would look it up too late
         events = services.engine.jobs.events(job_id)
     except JobNotFound:  # left by an earlier server process: the record has it all
         events = None

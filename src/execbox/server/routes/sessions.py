@@ -10,6 +10,7 @@ from weakref import WeakValueDictionary
 
 import anyio
 from fastapi import APIRouter, Query, Request
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse, Response
 
 from ...engine.executions import new_execution_id
@@ -25,7 +26,7 @@ from ..schemas import ExecutionIn, InputIn, SessionIn
 from ..services import Services, principal_of, services_of
 from ..views import execution_view, session_spec_record, session_view
 
-__all__ = ["owned_session", "require_open", "router", "submit_execution"]
+__all__ = ["open_session", "owned_session", "router", "submit_execution"]
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -46,6 +47,14 @@ def _live(services: Services, session_id: str) -> SessionInfo | None:
         return services.engine.sessions.info(session_id)
     except SessionNotFound:
         return None
+
+
+async def open_session(connection: HTTPConnection, session_id: str) -> dict[str, Any]:
+    """The caller's session record, refused unless the session is open in this process."""
+    services = services_of(connection)
+    row = await owned_session(services, principal_of(connection), session_id)
+    require_open(services, row)
+    return row
 
 
 def require_open(services: Services, row: dict[str, Any]) -> None:
@@ -82,9 +91,7 @@ async def create_session(request: Request, body: SessionIn) -> Response:
     tenant = principal.limits
     spec = make_session_spec(
         kernel=body.kernel,
-        limits=clamp_limits(
-            body.limits.model_dump(exclude_none=True) if body.limits else None, tenant
-        ),
+        limits=clamp_limits(body.limits, tenant),
         network=check_network(body.network, tenant),
         env=body.env,
         cwd=body.cwd,
@@ -150,7 +157,7 @@ async def get_session(request: Request, session_id: str) -> dict[str, Any]:
 @router.delete("/{session_id}", summary="Close a session and destroy its box")
 async def delete_session(request: Request, session_id: str) -> dict[str, Any]:
     services = services_of(request)
-    row = await owned_session(services, principal_of(request), session_id)
+    await owned_session(services, principal_of(request), session_id)
     if _live(services, session_id) is not None:
         await services.engine.sessions.close(session_id)
     row = await owned_session(services, principal_of(request), session_id)
@@ -160,8 +167,7 @@ async def delete_session(request: Request, session_id: str) -> dict[str, Any]:
 @router.post("/{session_id}/interrupt", summary="Interrupt the running execution")
 async def interrupt_session(request: Request, session_id: str) -> dict[str, Any]:
     services = services_of(request)
-    row = await owned_session(services, principal_of(request), session_id)
-    require_open(services, row)
+    row = await open_session(request, session_id)
     await services.engine.sessions.interrupt(session_id)
     return session_view(row, _live(services, session_id))
 
@@ -169,8 +175,7 @@ async def interrupt_session(request: Request, session_id: str) -> dict[str, Any]
 @router.post("/{session_id}/restart", summary="Restart the kernel: state is lost, files stay")
 async def restart_session(request: Request, session_id: str) -> dict[str, Any]:
     services = services_of(request)
-    row = await owned_session(services, principal_of(request), session_id)
-    require_open(services, row)
+    row = await open_session(request, session_id)
     await services.engine.sessions.restart(session_id)
     return session_view(row, _live(services, session_id))
 
@@ -189,8 +194,7 @@ async def _owned_execution(request: Request, session_id: str, execution_id: str)
 @router.post("/{session_id}/executions", status_code=202, summary="Run code in the session")
 async def create_execution(request: Request, session_id: str, body: ExecutionIn) -> Response:
     services, principal = services_of(request), principal_of(request)
-    row = await owned_session(services, principal, session_id)
-    require_open(services, row)
+    await open_session(request, session_id)
     execution_id = await submit_execution(services, principal, session_id, body.code, body.timeout)
     if body.wait:
         await services.engine.sessions.result(session_id, execution_id)

@@ -22,15 +22,14 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, WebSocket
-from starlette.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ...errors import ExecboxError, InvalidSpec, SessionNotFound
 from ...models.wire import to_json
-from ..responses import STATUS_OF, error_body
+from ..responses import error_body, error_response
 from ..services import Services, principal_of, services_of
 from ..views import execution_view
-from .sessions import owned_session, require_open, submit_execution
+from .sessions import open_session, submit_execution
 
 __all__ = ["router"]
 
@@ -84,19 +83,17 @@ class _Socket:
 
 async def _deny(websocket: WebSocket, exc: ExecboxError) -> None:
     """Refuse the upgrade with the status and JSON body an HTTP route would have answered."""
-    status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 400)
-    denial = JSONResponse(error_body(type(exc).__name__, str(exc)), status)
+    denial = error_response(exc)
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(denial)
     else:
-        await websocket.close(4000 + status, str(exc)[:120])
+        await websocket.close(4000 + denial.status_code, str(exc)[:120])
 
 
 async def _accept(websocket: WebSocket, services: Services, session_id: str) -> _Socket | None:
     """Accept the upgrade for an open session of the caller's tenant, else deny it."""
     try:
-        row = await owned_session(services, principal_of(websocket), session_id)
-        require_open(services, row)
+        await open_session(websocket, session_id)
     except ExecboxError as exc:
         await _deny(websocket, exc)
         return None
