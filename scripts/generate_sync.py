@@ -19,6 +19,7 @@ NAMES = {
     "AsyncFiles": "Files",
     "AsyncTransport": "SyncTransport",
     "AsyncEmbeddedTransport": "SyncEmbeddedTransport",
+    "AsyncRemoteTransport": "SyncRemoteTransport",
     "aclose": "close",
 }
 HEADER = "# Generated from ../_async by scripts/unasync: do not edit.\n"

@@ -54,7 +54,36 @@ from collections.abc import Callable  # noqa: E402
 from collections.abc import Iterator as _Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
-from server_support import Keys, PostgresServer, make_keys, postgres  # noqa: E402
+from server_support import (  # noqa: E402
+    Keys,
+    PostgresServer,
+    ServerProcess,
+    make_keys,
+    open_key,
+    postgres,
+)
+
+# -- one SDK suite, two transports ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sdk_server(tmp_path_factory: pytest.TempPathFactory) -> _Iterator[ServerProcess]:
+    """A real `execbox serve` for the remote half of the SDK suite; ``.key`` opens it."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('sdk-server') / 'execbox.db'}"
+    key = open_key(url)
+    with ServerProcess(url, "--pool-size", "0", "--session-pool-size", "0") as server:
+        server.key = key
+        yield server
+
+
+@pytest.fixture(scope="module", params=["embedded", "remote"])
+def sdk_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """How a test opens its client: an engine in this process, or a server over HTTP. The
+    tests that take it run on both, since the SDK promises one behaviour for the two."""
+    if request.param == "embedded":
+        return {"pool_size": 0, "session_pool_size": 0}
+    server: ServerProcess = request.getfixturevalue("sdk_server")
+    return {"url": server.base, "api_key": server.key}
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from execbox.store import Store
+from execbox.store.accounts import TenantLimits
 from execbox.store.tables import metadata
 
 VENV_BIN = Path(sys.executable).parent
@@ -132,6 +133,18 @@ def make_keys(url: str, *, max_sessions: int = 16, max_jobs: int = 16) -> Keys:
     return anyio.run(create)
 
 
+def open_key(url: str) -> str:
+    """A key whose tenant may ask for everything the SDK tests ask for, network included."""
+
+    async def create() -> str:
+        async with Store(url) as store:
+            limits = TenantLimits(allow_network=True)
+            key = await store.create_key("sdk", max_sessions=64, max_jobs=64, limits=limits)
+            return key.token
+
+    return anyio.run(create)
+
+
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
@@ -146,6 +159,7 @@ class ServerProcess:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(tempfile.mkstemp(prefix="execbox-serve-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
+        self.key = ""
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         argv = [

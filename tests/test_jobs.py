@@ -13,6 +13,13 @@ import execbox
 from execbox import JobStatus, Limits, OutputEvent, StatusEvent
 
 
+@pytest.fixture(scope="module")
+def client(sdk_options):
+    """Every test here runs embedded and against a server: one API, one behaviour."""
+    with execbox.Client(**sdk_options) as c:
+        yield c
+
+
 def test_run_returns_everything(client, invariants):
     result = client.run(
         {"main.py": "import sys, os\nprint('out'); print('err', file=sys.stderr); sys.exit(3)"}
@@ -92,6 +99,17 @@ def test_submit_status_wait_and_find_again(client):
         client.job("job_nope")
 
 
+def test_output_bytes_arrive_exactly_as_written(client):
+    """Every byte value, invalid UTF-8 included, in the result and in the streamed chunks."""
+    code = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 3); sys.stderr.write('é')"
+    result = client.run({"main.py": code})
+    assert result.stdout_bytes == bytes(range(256)) * 3
+    assert result.stderr_bytes == "é".encode()
+    job = client.submit({"main.py": code})
+    chunks = [e.data for e in job.events() if isinstance(e, OutputEvent) and e.stream == "stdout"]
+    assert b"".join(chunks) == bytes(range(256)) * 3
+
+
 def test_kill_stops_the_whole_tree_at_once(client, invariants):
     code = (
         "import os, time\n"
@@ -141,9 +159,9 @@ def test_output_cap_keeps_the_first_bytes(client):
     assert result.status is JobStatus.SUCCEEDED
 
 
-def test_async_client_runs_jobs_concurrently():
+def test_async_client_runs_jobs_concurrently(sdk_options):
     async def main() -> list[str]:
-        async with execbox.AsyncClient(pool_size=0) as client:
+        async with execbox.AsyncClient(**sdk_options) as client:
             jobs = [await client.submit({"main.py": f"print({i})"}) for i in range(4)]
             results = [await job.wait(timeout=60) for job in jobs]
             streamed = []
@@ -157,17 +175,17 @@ def test_async_client_runs_jobs_concurrently():
     assert anyio.run(main) == ["0\n", "1\n", "2\n", "3\n"]
 
 
-def test_async_client_must_be_opened():
+def test_async_client_must_be_opened(sdk_options):
     async def main() -> None:
-        client = execbox.AsyncClient()
+        client = execbox.AsyncClient(**sdk_options)
         with pytest.raises(execbox.ExecboxError, match="async with"):
             await client.run({"main.py": "print(1)"})
 
     anyio.run(main)
 
 
-def test_sync_client_works_without_a_with_block():
-    client = execbox.Client(pool_size=0)
+def test_sync_client_works_without_a_with_block(sdk_options):
+    client = execbox.Client(**sdk_options)
     try:
         assert client.run({"main.py": "print('lazy')"}).stdout == "lazy\n"
     finally:

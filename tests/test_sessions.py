@@ -30,6 +30,7 @@ from execbox import (
 )
 from execbox.paths import cache_dir
 from helpers import leftovers
+from server_support import ServerProcess
 
 OK = ExecutionStatus.OK
 
@@ -88,10 +89,11 @@ def host_dir(mode: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shared() -> Iterator[tuple[execbox.Client, execbox.Session]]:
-    """One client without warm pools and one session, both for the whole module."""
+def shared(sdk_options: dict[str, object]) -> Iterator[tuple[execbox.Client, execbox.Session]]:
+    """One client without warm pools and one session, both for the whole module; every test
+    that takes them runs embedded and against a server (one API, one behaviour)."""
     with (
-        execbox.Client(pool_size=0, session_pool_size=0) as client,
+        execbox.Client(**sdk_options) as client,  # type: ignore[arg-type]
         client.session() as session,
     ):
         # The first session of a fresh cache builds matplotlib's font list in a box of its own,
@@ -509,8 +511,16 @@ def test_env_and_cwd(box_client: execbox.Client) -> None:
         assert s.files.read("project/here.txt") == b"x"
 
 
-def test_read_only_and_writable_mounts(box_client: execbox.Client) -> None:
+@pytest.fixture
+def embedded_client() -> Iterator[execbox.Client]:
+    """For what only an engine on this host can do: mounts, the host's kernelspecs."""
+    with execbox.Client(pool_size=0, session_pool_size=0) as client:
+        yield client
+
+
+def test_read_only_and_writable_mounts(embedded_client: execbox.Client) -> None:
     """A read-only mount reads but refuses writes; a writable mount's new file reaches the host."""
+    box_client = embedded_client
     readonly, writable = host_dir(0o755), host_dir(0o777)
     try:
         source = readonly / "in.txt"
@@ -534,6 +544,15 @@ def test_read_only_and_writable_mounts(box_client: execbox.Client) -> None:
     finally:
         shutil.rmtree(readonly, ignore_errors=True)
         shutil.rmtree(writable, ignore_errors=True)
+
+
+def test_mounts_are_refused_through_a_server(sdk_server: ServerProcess) -> None:
+    """Host paths mean nothing to a remote server: a clear InvalidSpec before any request."""
+    with execbox.Client(sdk_server.base, api_key=sdk_server.key) as client:
+        before = client.sessions()
+        with pytest.raises(execbox.InvalidSpec, match="mounts"):
+            client.session(mounts={str(Path.cwd()): "/data"}).start()
+        assert [s.id for s in client.sessions()] == [s.id for s in before]
 
 
 # -- 12. warm pool ----------------------------------------------------------------------------
@@ -882,10 +901,12 @@ def test_fd_output_at_the_very_end_of_a_cell_is_never_lost(session: execbox.Sess
 
 
 def test_an_installed_kernelspec_can_be_named(
-    box_client: execbox.Client, monkeypatch: pytest.MonkeyPatch
+    embedded_client: execbox.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A kernelspec of the host (here: this venv's own ipykernel) runs in a box by its name."""
     import json
+
+    box_client = embedded_client
     import sys
 
     tmp_path = host_dir(0o755)  # box uids must reach the kernelspec's resource directory

@@ -20,6 +20,13 @@ from helpers import leftovers
 RECORDS = Path(os.environ["EXECBOX_STATE_DIR"]) / "boxes"
 
 
+@pytest.fixture(scope="module")
+def client(sdk_options):
+    """Every test here runs embedded and against a server: the same refusals, the same boxes."""
+    with execbox.Client(**sdk_options) as c:
+        yield c
+
+
 def make_tar(*members: tuple[str, str, str | bytes]) -> bytes:
     """Tar bytes from (name, kind, payload): kind is file, dir, symlink, hardlink, chr, fifo."""
     kinds = {

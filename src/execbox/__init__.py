@@ -43,6 +43,7 @@ from .errors import (
     PermissionDenied,
     QuotaExceeded,
     RequirementsError,
+    ServerUnavailable,
     SessionClosed,
     SessionNotFound,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "QuotaExceeded",
     "RequirementsError",
     "ResultEvent",
+    "ServerUnavailable",
     "Session",
     "SessionClosed",
     "SessionInfo",

@@ -22,6 +22,7 @@ translated where they cross into execbox, so callers need one ``except`` clause 
     ├── QuotaExceeded            the key already holds as many sessions or jobs as it may
     ├── BoxError                 a box could not be created or driven
     │   └── IsolationUnavailable a protection the caller requires is missing on this host
+    ├── ServerUnavailable        a remote client cannot reach its server, or cannot read it
     └── ExecboxTimeout           waiting for a result took longer than asked
 """
 
@@ -46,6 +47,7 @@ __all__ = [
     "PermissionDenied",
     "QuotaExceeded",
     "RequirementsError",
+    "ServerUnavailable",
     "SessionClosed",
     "SessionNotFound",
 ]
@@ -137,6 +139,11 @@ class BoxError(ExecboxError):
 
 class IsolationUnavailable(BoxError):
     """A protection the caller insisted on is not available on this host."""
+
+
+class ServerUnavailable(ExecboxError, ConnectionError):
+    """A remote client could not reach its server, lost the connection, or got an answer it
+    cannot read (a proxy's error page, say). What ran on the server may have happened."""
 
 
 class ExecboxTimeout(ExecboxError, TimeoutError):

@@ -1,8 +1,8 @@
-"""How the SDK reaches an engine: in this process (embedded), or later over HTTP.
+"""How the SDK reaches an engine: in this process (embedded), or over HTTP (``remote.py``).
 
-The async transport is the real one. The sync embedded transport runs the same async engine on
-an event loop in a background thread (anyio's blocking portal), so jobs and kernels keep running
-between calls; each of its methods is derived from the async one of the same name.
+The async transports are the real ones. A sync transport runs an async one on an event loop in a
+background thread (anyio's blocking portal), so jobs and kernels keep running between calls;
+each of its methods is derived from the async one of the same name.
 """
 
 from __future__ import annotations
@@ -32,7 +32,13 @@ from ..models import (
 if TYPE_CHECKING:
     from ..engine.specs import SessionSpec
 
-__all__ = ["AsyncEmbeddedTransport", "AsyncTransport", "SyncEmbeddedTransport", "SyncTransport"]
+__all__ = [
+    "AsyncEmbeddedTransport",
+    "AsyncTransport",
+    "SyncEmbeddedTransport",
+    "SyncPortalTransport",
+    "SyncTransport",
+]
 
 
 class AsyncTransport(Protocol):
@@ -59,6 +65,9 @@ class AsyncTransport(Protocol):
     async def interrupt_session(self, session_id: str) -> None: ...
     async def restart_session(self, session_id: str) -> None: ...
     async def submit_execution(self, session_id: str, code: str, timeout: float | None) -> str: ...
+    async def execute(
+        self, session_id: str, code: str, timeout: float | None
+    ) -> ExecutionResult: ...
     def execution_events(
         self, session_id: str, execution_id: str
     ) -> AsyncIterator[ExecutionEvent]: ...
@@ -95,6 +104,7 @@ class SyncTransport(Protocol):
     def interrupt_session(self, session_id: str) -> None: ...
     def restart_session(self, session_id: str) -> None: ...
     def submit_execution(self, session_id: str, code: str, timeout: float | None) -> str: ...
+    def execute(self, session_id: str, code: str, timeout: float | None) -> ExecutionResult: ...
     def execution_events(self, session_id: str, execution_id: str) -> Iterator[ExecutionEvent]: ...
     def execution_result(
         self, session_id: str, execution_id: str, timeout: float | None
@@ -178,6 +188,10 @@ class AsyncEmbeddedTransport:
     async def submit_execution(self, session_id: str, code: str, timeout: float | None) -> str:
         return self.engine.sessions.submit(session_id, code, timeout)
 
+    async def execute(self, session_id: str, code: str, timeout: float | None) -> ExecutionResult:
+        sessions = self.engine.sessions
+        return await sessions.result(session_id, sessions.submit(session_id, code, timeout))
+
     def execution_events(self, session_id: str, execution_id: str) -> AsyncIterator[ExecutionEvent]:
         return self.engine.sessions.events(session_id, execution_id)
 
@@ -205,7 +219,7 @@ class AsyncEmbeddedTransport:
 def _blocking(name: str) -> Any:
     """The sync twin of async transport method ``name``, run through the portal."""
 
-    def method(self: SyncEmbeddedTransport, *args: Any) -> Any:
+    def method(self: SyncPortalTransport, *args: Any) -> Any:
         return self._running().call(getattr(self._async, name), *args)
 
     method.__name__ = name
@@ -215,7 +229,7 @@ def _blocking(name: str) -> Any:
 def _iterating(name: str) -> Any:
     """The sync twin of an async-iterator method: each item fetched through the portal."""
 
-    def method(self: SyncEmbeddedTransport, *args: Any) -> Iterator[Any]:
+    def method(self: SyncPortalTransport, *args: Any) -> Iterator[Any]:
         portal = self._running()
         iterator = getattr(self._async, name)(*args)
         next_item: Callable[[], Any] = iterator.__anext__
@@ -229,15 +243,15 @@ def _iterating(name: str) -> Any:
     return method
 
 
-class SyncEmbeddedTransport:
-    """The async embedded transport, driven from a portal thread started on first use."""
+class SyncPortalTransport:
+    """An async transport, driven from a portal thread started on first use."""
 
-    def __init__(self, **engine_options: Any) -> None:
-        self._async = AsyncEmbeddedTransport(**engine_options)
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._async = transport
         self._lock = threading.Lock()
         self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
         self._portal: BlockingPortal | None = None
-        self._inner: AbstractContextManager[AsyncEmbeddedTransport] | None = None
+        self._inner: AbstractContextManager[AsyncTransport] | None = None
 
     def _running(self) -> BlockingPortal:
         with self._lock:
@@ -254,7 +268,7 @@ class SyncEmbeddedTransport:
                 atexit.register(self.close)
             return self._portal
 
-    def __enter__(self) -> SyncEmbeddedTransport:
+    def __enter__(self) -> SyncPortalTransport:
         self._running()
         return self
 
@@ -290,6 +304,7 @@ class SyncEmbeddedTransport:
     interrupt_session = _blocking("interrupt_session")
     restart_session = _blocking("restart_session")
     submit_execution = _blocking("submit_execution")
+    execute = _blocking("execute")
     execution_events = _iterating("execution_events")
     execution_result = _blocking("execution_result")
     send_input = _blocking("send_input")
@@ -297,3 +312,10 @@ class SyncEmbeddedTransport:
     read_file = _blocking("read_file")
     list_files = _blocking("list_files")
     delete_file = _blocking("delete_file")
+
+
+class SyncEmbeddedTransport(SyncPortalTransport):
+    """The transport of ``Client()``: an engine in this process, on a portal thread."""
+
+    def __init__(self, **engine_options: Any) -> None:
+        super().__init__(AsyncEmbeddedTransport(**engine_options))

@@ -14,10 +14,16 @@ import tarfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from ..boxes.base import FileEntry
+from ..boxes.base import WORKSPACE, FileEntry
 from ..errors import InvalidFiles, NoEntrypoint
 
-__all__ = ["FilesInput", "check_name", "collect_files", "infer_entrypoint"]
+__all__ = [
+    "FilesInput",
+    "check_name",
+    "collect_files",
+    "infer_entrypoint",
+    "workspace_relative",
+]
 
 FilesInput = Mapping[str, str | bytes] | str | os.PathLike[str] | bytes | None
 
@@ -160,3 +166,12 @@ def infer_entrypoint(entries: list[FileEntry], entrypoint: str | None) -> str:
     raise NoEntrypoint(
         f"no entrypoint given and no main.py among {len(scripts)} .py files; pass entrypoint="
     )
+
+
+def workspace_relative(path: str, *, allow_root: bool = False) -> str:
+    """A path inside the workspace, relative to it; anything that could leave it is refused."""
+    if isinstance(path, str) and (path == WORKSPACE or path.startswith(WORKSPACE + "/")):
+        path = path[len(WORKSPACE) :].lstrip("/")
+    if allow_root and isinstance(path, str) and all(p in ("", ".") for p in path.split("/")):
+        return ""  # the workspace itself
+    return check_name(path)

@@ -45,7 +45,7 @@ from ..models import (
     validate_timeout,
 )
 from .executions import Execution, judge
-from .files import check_name
+from .files import workspace_relative
 from .journal import Journal, NullJournal
 from .pool import WarmPool
 from .specs import SessionSpec
@@ -542,23 +542,23 @@ class SessionManager:
 
     async def write_file(self, session_id: str, path: str, data: bytes) -> None:
         box = self._box(session_id)
-        relative = _workspace_relative(path)
+        relative = workspace_relative(path)
         if not isinstance(data, bytes | bytearray):
             raise InvalidSpec("file data must be bytes or str")
         await box.put_files([FileEntry(relative, data=bytes(data))], WORKSPACE, replace=True)
 
     async def read_file(self, session_id: str, path: str, max_bytes: int = 64 << 20) -> bytes:
         box = self._box(session_id)
-        return await box.get_file(f"{WORKSPACE}/{_workspace_relative(path)}", max_bytes=max_bytes)
+        return await box.get_file(f"{WORKSPACE}/{workspace_relative(path)}", max_bytes=max_bytes)
 
     async def list_files(self, session_id: str, path: str = "") -> list[DirEntry]:
         box = self._box(session_id)
-        relative = _workspace_relative(path, allow_root=True)
+        relative = workspace_relative(path, allow_root=True)
         return await box.list_dir(f"{WORKSPACE}/{relative}".rstrip("/"))
 
     async def delete_file(self, session_id: str, path: str) -> None:
         box = self._box(session_id)
-        await box.remove(f"{WORKSPACE}/{_workspace_relative(path)}")
+        await box.remove(f"{WORKSPACE}/{workspace_relative(path)}")
 
     # -- the reaper ---------------------------------------------------------------------------
 
@@ -579,12 +579,3 @@ class SessionManager:
                     and now - session.last_active > spec.idle_timeout
                 ):
                     self._tg.start_soon(self._close, session, "idle_timeout")
-
-
-def _workspace_relative(path: str, *, allow_root: bool = False) -> str:
-    """A path inside the workspace, relative to it; anything that could leave it is refused."""
-    if isinstance(path, str) and (path == WORKSPACE or path.startswith(WORKSPACE + "/")):
-        path = path[len(WORKSPACE) :].lstrip("/")
-    if allow_root and isinstance(path, str) and all(p in ("", ".") for p in path.split("/")):
-        return ""  # the workspace itself
-    return check_name(path)

@@ -35,6 +35,7 @@ class JobIn(_Strict):
     requirements: list[str] | str | None = None
     pre_commands: list[str] = Field(default_factory=list)
     stdin: str | None = None
+    stdin_base64: str | None = Field(None, description="stdin as base64, for binary input")
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(None, description="seconds; clamped to the tenant's maximum")
     limits: LimitsIn | None = None

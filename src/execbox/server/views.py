@@ -3,16 +3,35 @@ never stored or shown: records keep env names only."""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+from typing import Any, Literal
 
 from ..engine.jobs import JobSpec
 from ..engine.specs import SessionSpec
 from ..models import Limits, SessionInfo
 from ..models.wire import to_json
 
-__all__ = ["execution_view", "job_spec_record", "job_view", "session_spec_record", "session_view"]
+__all__ = [
+    "MAX_WAIT",
+    "OutputEncoding",
+    "b64encode",
+    "execution_view",
+    "job_spec_record",
+    "job_view",
+    "session_spec_record",
+    "session_view",
+]
 
 HIDDEN = "***"
+MAX_WAIT = 300.0
+"""Longest long-poll a GET may ask for (``?wait=``): clients loop for longer waits."""
+
+OutputEncoding = Literal["text", "base64"]
+"""Outputs as text (decoded leniently), or their exact bytes in base64 (the SDK's choice)."""
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _limits(limits: Limits) -> dict[str, Any]:
@@ -62,7 +81,11 @@ def session_spec_record(spec: SessionSpec) -> dict[str, Any]:
 
 
 def job_view(
-    row: dict[str, Any], *, outputs: bool = True, history: list[dict[str, Any]] | None = None
+    row: dict[str, Any],
+    *,
+    outputs: bool = True,
+    history: list[dict[str, Any]] | None = None,
+    output: OutputEncoding = "text",
 ) -> dict[str, Any]:
     view: dict[str, Any] = {
         key: row.get(key)
@@ -74,7 +97,11 @@ def job_view(
     view["usage"] = _usage(row)
     if outputs:
         for stream in ("stdout", "stderr"):
-            view[stream] = (row.get(stream) or b"").decode("utf-8", "replace")
+            data: bytes = row.get(stream) or b""
+            if output == "base64":
+                view[f"{stream}_base64"] = b64encode(data)
+            else:
+                view[stream] = data.decode("utf-8", "replace")
             view[f"{stream}_truncated"] = bool(row.get(f"{stream}_truncated"))
     if history is not None:
         view["history"] = history

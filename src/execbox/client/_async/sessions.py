@@ -116,8 +116,7 @@ class AsyncSession:
         """Run code to its end. Past ``timeout`` the kernel is interrupted (restarted if it
         will not stop) and the result says so; errors in the code are a result, not raised
         (``raise_for_error()`` raises them)."""
-        execution = await self.submit(code, timeout=timeout)
-        return await execution.result()
+        return await self._transport.execute(self.id, code, timeout)
 
     async def interrupt(self) -> None:
         await self._transport.interrupt_session(self.id)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -12,7 +13,10 @@ from ...engine.files import FilesInput
 from ...engine.jobs import make_job_spec
 from ...engine.requirements import RequirementsInput
 from ...engine.specs import MountsInput, make_session_spec
+from ...errors import InvalidSpec
 from ...models import JobEvent, JobResult, JobStatus, Limits
+from ..remote import SyncRemoteTransport
+from ..targets import API_KEY_VARIABLE, target_url
 from ..transports import SyncEmbeddedTransport, SyncTransport
 from .sessions import Session
 
@@ -55,13 +59,36 @@ class Job:
 
 
 class Client:
-    """Runs jobs and sessions in isolated boxes on this machine (embedded: no server needed).
+    """Runs jobs and sessions in isolated boxes: on this machine, or through a server.
 
-    Use it as a context manager so that boxes and the engine are released when you are done.
+    ``AsyncClient()`` is embedded (no server needed) unless ``EXECBOX_URL`` is set;
+    ``AsyncClient(url, api_key=...)`` (or ``EXECBOX_URL`` and ``EXECBOX_API_KEY``) talks to
+    ``execbox serve``. Both have exactly this API and raise the same exceptions. Engine options
+    (``pool_size=...``) ask for an embedded engine. Use it as a context manager so that boxes,
+    the engine or the connections are released when you are done.
     """
 
-    def __init__(self, *, transport: SyncTransport | None = None, **engine_options: Any) -> None:
-        self._transport: SyncTransport = transport or SyncEmbeddedTransport(**engine_options)
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        transport: SyncTransport | None = None,
+        **engine_options: Any,
+    ) -> None:
+        if transport is None:
+            url = target_url(url, engine_options)
+            if url:
+                key = api_key if api_key is not None else os.environ.get(API_KEY_VARIABLE)
+                transport = SyncRemoteTransport(url, key or None)
+            elif api_key is not None:
+                raise InvalidSpec("api_key is for a server: pass its url too")
+            else:
+                transport = SyncEmbeddedTransport(**engine_options)
+        self._transport: SyncTransport = transport
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._transport!r}>"
 
     def __enter__(self) -> Client:
         self._transport.__enter__()

@@ -117,8 +117,7 @@ class Session:
         """Run code to its end. Past ``timeout`` the kernel is interrupted (restarted if it
         will not stop) and the result says so; errors in the code are a result, not raised
         (``raise_for_error()`` raises them)."""
-        execution = self.submit(code, timeout=timeout)
-        return execution.result()
+        return self._transport.execute(self.id, code, timeout)
 
     def interrupt(self) -> None:
         self._transport.interrupt_session(self.id)

@@ -3,6 +3,7 @@ delete, interrupt, restart; submit code, read past executions, stream events, an
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from ...engine.executions import new_execution_id
 from ...engine.sessions import new_session_id
 from ...engine.specs import make_session_spec
-from ...errors import InvalidSpec, SessionClosed, SessionNotFound
+from ...errors import ExecboxTimeout, InvalidSpec, SessionClosed, SessionNotFound
 from ...models import ExecutionStatus, SessionInfo
 from ...models.wire import to_json
 from ...store.accounts import Principal
@@ -24,7 +25,7 @@ from ..quotas import check_network, clamp_limits, clamp_seconds
 from ..responses import ndjson
 from ..schemas import ExecutionIn, InputIn, SessionIn
 from ..services import Services, principal_of, services_of
-from ..views import execution_view, session_spec_record, session_view
+from ..views import MAX_WAIT, execution_view, session_spec_record, session_view
 
 __all__ = ["open_session", "owned_session", "router", "submit_execution"]
 
@@ -214,10 +215,22 @@ async def list_executions(
 
 
 @router.get("/{session_id}/executions/{execution_id}", summary="An execution with its outputs")
-async def get_execution(request: Request, session_id: str, execution_id: str) -> dict[str, Any]:
+async def get_execution(
+    request: Request,
+    session_id: str,
+    execution_id: str,
+    wait: Annotated[
+        float | None, Query(gt=0, le=MAX_WAIT, description="seconds to wait for the end")
+    ] = None,
+) -> dict[str, Any]:
+    services = services_of(request)
     row = await _owned_execution(request, session_id, execution_id)
+    if wait is not None and not ExecutionStatus(row["status"]).terminal:
+        with contextlib.suppress(ExecboxTimeout, SessionNotFound):
+            await services.engine.sessions.result(session_id, execution_id, wait)
+        row = await _owned_execution(request, session_id, execution_id)
     view = execution_view(row)
-    view["history"] = to_json(await services_of(request).store.status_history(execution_id))
+    view["history"] = to_json(await services.store.status_history(execution_id))
     return view
 
 
