@@ -18,6 +18,8 @@ import anyio
 
 from .. import errors
 from ..models import JobResult, JobStatus, Limits, OutputEvent, StatusEvent
+from .remote import add_connection_options, add_remote_commands, jobs, server_target, sessions
+from .repl import add_repl_command, repl
 from .server import add_server_commands, keys, serve
 
 __all__ = ["EXIT_ERROR", "EXIT_MEMORY", "EXIT_TIMEOUT", "main"]
@@ -66,9 +68,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K=V",
         help="environment variable for the program (repeatable)",
     )
+    add_connection_options(run)
     run.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the program, after --")
 
     commands.add_parser("doctor", help="list which protections hold on this host")
+    add_repl_command(commands)
+    add_remote_commands(commands)
     add_server_commands(commands)
     return parser
 
@@ -109,7 +114,8 @@ async def _run(options: argparse.Namespace) -> int:
 
     files, entrypoint, requirements, stdin = options.inputs
     args = options.args[1:] if options.args[:1] == ["--"] else options.args
-    async with AsyncClient() as client:
+    url, key = server_target(options)
+    async with AsyncClient(url, api_key=key) if url else AsyncClient() as client:
         job = await client.submit(
             files,
             entrypoint=options.entrypoint or entrypoint,
@@ -192,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(options)
         if options.command == "keys":
             return keys(options)
+        if options.command == "jobs":
+            return jobs(options)
+        if options.command == "sessions":
+            return sessions(options)
+        if options.command == "repl":
+            return repl(options)
         options.inputs = (
             *_files(options.path),
             Path(options.requirements).read_text() if options.requirements else None,

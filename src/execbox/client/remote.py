@@ -234,6 +234,14 @@ class AsyncRemoteTransport:
             raise error_from_response(response.status_code, response.content, f"{method} {path}")
         return response
 
+    async def api(self, method: str, path: str, **kw: Any) -> Any:
+        """A JSON answer of any ``/v1`` route, errors raised as for the SDK's own calls: for
+        tools (the CLI) that show what the SDK does not model, such as records and history."""
+        return await self._json(method, path, **kw)
+
+    async def download(self, path: str) -> bytes:
+        return (await self._request("GET", path)).content
+
     async def _json(self, method: str, path: str, **kw: Any) -> Any:
         response = await self._request(method, path, **kw)
         try:

@@ -214,6 +214,9 @@ class LocalBox:
                 env=BASE_ENV,
                 cwd="/",
                 pass_fds=pass_fds,
+                # Its own session: a terminal's Ctrl-C reaches the program driving the box (which
+                # interrupts the kernel or kills the job), never the box's processes directly.
+                start_new_session=True,
                 **identity,
             )
         finally:
