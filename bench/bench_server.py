@@ -21,6 +21,9 @@ before each, outside the clock, so the warm pool keeps up):
   server HTTP execute 1+1         ``POST /v1/sessions/{id}/executions`` with ``"wait": true``
   embedded job print(1) (floor)   ``client.run({"main.py": "print(1)"})``
   server job print(1)             ``POST /v1/jobs?wait=true`` (checked: stdout "1\\n")
+  remote SDK execute 1+1          ``session.execute("1+1")`` through ``Client(url, api_key=...)``
+  remote SDK job print(1)         ``client.run(...)`` through the remote client (multipart submit,
+                                  then a long-poll GET with the output as base64)
 "x floor" divides by the floor of the row's kind (executions by the embedded execute, jobs by
 the embedded job); "+ms" is what the server adds to it. ``--runs 0`` skips the table.
 A second table splits each timed call by the stamps its result carries: created -> started
@@ -299,6 +302,20 @@ def _table(server: Server, token: str, options: argparse.Namespace) -> None:
             assert view["result"]["text"] == "2\n", view
             return _stamps(view)
 
+        remote = stack.enter_context(execbox.Client(server.base, api_key=token))
+        remote_session = stack.enter_context(remote.session())
+
+        def sdk_execute() -> Stamps:
+            result = remote_session.execute("1+1", timeout=TIMEOUT)
+            assert result.status == "ok", result
+            assert result.text == "2\n", result
+            return _stamps(result)
+
+        def sdk_job() -> Stamps:
+            result = remote.run(PROGRAM)
+            assert result.stdout == "1\n", result
+            return _stamps(result)
+
         def embedded_job() -> Stamps:
             result = embedded.run(PROGRAM)
             assert result.stdout == "1\n", result
@@ -316,10 +333,12 @@ def _table(server: Server, token: str, options: argparse.Namespace) -> None:
             "embedded execute 1+1 (floor)": Row(embedded_execute),
             "server WS execute 1+1": Row(ws_execute),
             "server HTTP execute 1+1, wait": Row(http_execute),
+            "remote SDK execute 1+1": Row(sdk_execute),
         }
         spaced = {
             "embedded job print(1) (floor)": Row(embedded_job),
             "server job print(1)": Row(server_job),
+            "remote SDK job print(1)": Row(sdk_job),
         }
         began = time.perf_counter()
         for row in bursts.values():
@@ -351,6 +370,8 @@ FLOORS = {
     "server HTTP execute 1+1, wait": "embedded execute 1+1 (floor)",
     "embedded job print(1) (floor)": "embedded job print(1) (floor)",
     "server job print(1)": "embedded job print(1) (floor)",
+    "remote SDK execute 1+1": "embedded execute 1+1 (floor)",
+    "remote SDK job print(1)": "embedded job print(1) (floor)",
 }
 TARGETS = {"server WS execute 1+1": WS_TARGET_MS, "server job print(1)": JOB_TARGET_MS}
 
