@@ -939,3 +939,18 @@ def test_waiting_executions_are_capped_not_buffered(session: execbox.Session) ->
     assert blocker.result(timeout=30).status == "interrupted"
     assert all(e.result(timeout=60).ok for e in queued)
     assert session.execute("1 + 1").text.strip() == "2"
+
+
+def test_closing_right_after_a_session_does_not_wait_on_a_cancelled_watcher() -> None:
+    """A kernel stopped during shutdown learns of its exit from the process itself, not from
+    the engine's watcher task, which the shutdown already cancelled (it used to wait 2 s)."""
+
+    async def main() -> float:
+        async with execbox.AsyncClient(pool_size=0, session_pool_size=1) as client:
+            async with client.session() as session:
+                await session.execute("1")
+            await anyio.sleep(0.08)  # the pool is starting the replacement kernel
+            began = time.monotonic()
+        return time.monotonic() - began
+
+    assert anyio.run(main) < 1.0

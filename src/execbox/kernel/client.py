@@ -17,7 +17,7 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -218,8 +218,18 @@ class Kernel:
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(BoxError):
                 await self.process.kill()
+            # The watcher sets ``exited``, unless shutdown already cancelled it: then the
+            # process's own exit is the news (either, so a shutdown does not wait 2 s for nothing).
             with anyio.move_on_after(2.0):
-                await self.exited.wait()
+                async with anyio.create_task_group() as race:
+
+                    async def first(wait: Callable[[], Awaitable[object]]) -> None:
+                        with contextlib.suppress(BoxError):
+                            await wait()
+                        race.cancel_scope.cancel()
+
+                    race.start_soon(first, self.exited.wait)
+                    race.start_soon(first, self.process.wait)
             await self.close()
 
     async def close(self) -> None:
