@@ -2,7 +2,9 @@
 
 The routes are enumerated from the app itself, so a route added later without auth fails here.
 Keys are refused in every malformed shape, when revoked (also by the CLI, while a real server
-runs), and are stored only as hashes. /metrics needs an admin key.
+runs), and are stored only as hashes. /metrics needs an admin key. The Jupyter kernel gateway
+API (/api/...) also takes a key as Jupyter clients send it (``Authorization: token``,
+``?token=``); no other route does.
 """
 
 from __future__ import annotations
@@ -36,7 +38,11 @@ FAKE = {
     "execution_id": "exe_0123456789abcdef01234567",
     "stream": "stdout",
     "path": "dir/notes.txt",
+    "kernel_id": "ses_01234567-89ab-cdef-0123-4567",
+    "kernel_name": "python3",
 }
+PLAUSIBLE = "x_0123456789abcdef01234567"
+"""For a path parameter of a route added later: the route's own check answers it."""
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -60,7 +66,9 @@ def endpoints(app: Any) -> list[Endpoint]:
         route = context.original_route
         template = context.path_format
         assert template is not None, route
-        url = template.format(**{name: FAKE[name] for name in context.param_convertors})
+        url = template.format(
+            **{name: FAKE.get(name, PLAUSIBLE) for name in context.param_convertors}
+        )
         if isinstance(route, APIWebSocketRoute):
             found.append(Endpoint("websocket", "WS", template, url))
         elif isinstance(route, APIRoute | Route):
@@ -72,8 +80,33 @@ def endpoints(app: Any) -> list[Endpoint]:
 
 
 def call(client: TestClient, endpoint: Endpoint, headers: dict[str, str], query: str = "") -> Any:
-    """Send one request (no body: a refusal comes before any body is read)."""
-    return client.request(endpoint.method, endpoint.url + query, headers=headers)
+    """Send one request (no body: a refusal comes before any body is read). Starting a
+    Jupyter kernel needs no body, so it gets one naming no kernel: past auth, that is a 404."""
+    body = {"name": "no-such-kernel"} if (endpoint.method, endpoint.template) == KERNELS else None
+    return client.request(endpoint.method, endpoint.url + query, headers=headers, json=body)
+
+
+KERNELS = ("POST", "/api/kernels")
+
+
+def is_jupyter(endpoint: Endpoint) -> bool:
+    """The Jupyter API's routes; other routes under /api (python-executor's) are not."""
+    path = endpoint.template
+    return path == "/api" or path.startswith(("/api/kernels", "/api/kernelspecs"))
+
+
+def jupyter_bad_credentials(keys: Keys) -> dict[str, tuple[dict[str, str], str]]:
+    """The Jupyter forms of not holding a valid key: (headers, query) by name."""
+    return {
+        "token scheme, nonsense": ({"Authorization": "token nonsense"}, ""),
+        "token scheme, revoked": ({"Authorization": f"token {keys.revoked}"}, ""),
+        "token scheme, upper-cased key": ({"Authorization": f"token {keys.a.upper()}"}, ""),
+        "query token, nonsense": ({}, "?token=nonsense"),
+        "query token, empty": ({}, "?token="),
+        "query token, revoked": ({}, f"?token={keys.revoked}"),
+        "query token under another name": ({}, f"?access_token={keys.a}"),
+        "a bad header wins over a valid query token": (auth("nonsense"), f"?token={keys.a}"),
+    }
 
 
 def ws_refusal(
@@ -132,10 +165,16 @@ def test_route_enumeration_is_complete(api: TestClient, keys: Keys) -> None:
     http = {(e.method, e.template) for e in found if e.kind == "http"}
     sockets = {e.template for e in found if e.kind == "websocket"}
     assert len(http) >= 25, sorted(http)
-    assert sockets == {
+    assert sockets >= {
         "/v1/sessions/{session_id}/stream",
         "/v1/sessions/{session_id}/executions/{execution_id}/stream",
+        "/api/kernels/{kernel_id}/channels",
     }
+    for needed in ("/api", "/api/kernelspecs", "/api/kernels", "/api/kernels/{kernel_id}"):
+        assert ("GET", needed) in http, needed
+    assert {("POST", "/api/kernels"), ("DELETE", "/api/kernels/{kernel_id}")} <= http
+    assert ("POST", "/api/kernels/{kernel_id}/interrupt") in http
+    assert ("POST", "/api/kernels/{kernel_id}/restart") in http
     schema = api.get("/openapi.json", headers=auth(keys.a))
     assert schema.status_code == 200
     assert schema.json()["security"] == [{"apiKey": []}]  # documented: a key everywhere…
@@ -163,13 +202,57 @@ def test_every_http_route_refuses_bad_credentials(api: TestClient, keys: Keys) -
 
 def test_every_websocket_route_refuses_bad_credentials(api: TestClient, keys: Keys) -> None:
     found = [e for e in endpoints(api.app) if e.kind == "websocket"]
-    assert len(found) == 2
+    assert len(found) >= 3
     for endpoint in found:
         for name, headers in bad_credentials(keys).items():
             status, body = ws_refusal(api, endpoint.url, headers)
             assert status == 401, (endpoint, name, status, body)
             if body is not None:
                 assert body["error"]["type"] == "AuthenticationError", (endpoint, name, body)
+
+
+def test_jupyter_routes_refuse_bad_tokens(api: TestClient, keys: Keys) -> None:
+    """The Jupyter forms of a key are checked as strictly as the others, sockets included,
+    and a refusal there carries Jupyter's ``message`` and ``reason`` too."""
+    found = [e for e in endpoints(api.app) if is_jupyter(e)]
+    assert len(found) == 10, found  # /api, 2 kernelspecs, 6 kernels, the socket
+    for endpoint in found:
+        for name, (headers, query) in jupyter_bad_credentials(keys).items():
+            what = f"{endpoint} with {name}"
+            if endpoint.kind == "websocket":
+                status, body = ws_refusal(api, endpoint.url + query, headers)
+                assert status == 401, (what, status, body)
+            else:
+                response = call(api, endpoint, headers, query)
+                assert_unauthenticated(response, endpoint.method, what)
+                body = response.json()
+            if body is not None:
+                assert body["reason"] == "Unauthorized", (what, body)
+                assert body["message"] == body["error"]["message"], (what, body)
+
+
+def test_only_jupyter_routes_take_the_jupyter_forms(api: TestClient, keys: Keys) -> None:
+    """``Authorization: token <key>`` and ``?token=<key>`` get past auth on every /api route
+    (the route answers: 404 for made-up kernels), and on no other route."""
+    forms = {
+        "token scheme": ({"Authorization": f"token {keys.a}"}, ""),
+        "query": ({}, f"?token={keys.a}"),
+    }
+    for endpoint in endpoints(api.app):
+        if endpoint.template == "/healthz":
+            continue
+        for name, (headers, query) in forms.items():
+            what = f"{endpoint} with the {name}"
+            if endpoint.kind == "websocket":
+                status, _ = ws_refusal(api, endpoint.url + query, headers)
+            else:
+                response = call(api, endpoint, headers, query)
+                status = response.status_code
+                assert status < 500, (what, response.text[:300])
+            if is_jupyter(endpoint):
+                assert status != 401, what
+            else:
+                assert status == 401, what
 
 
 def test_only_healthz_is_public(api: TestClient) -> None:
@@ -207,12 +290,16 @@ def test_unknown_paths_need_a_key_too(api: TestClient, keys: Keys) -> None:
 
 
 def test_keys_in_the_url_are_ignored(api: TestClient, keys: Keys) -> None:
-    """Keys never travel in URLs (they end up in logs): a query-string key is no key."""
-    queries = [f"?{name}={keys.a}" for name in ("api_key", "key", "token", "access_token")]
+    """Keys never travel in URLs (they end up in logs): a query-string key is no key. The one
+    exception is ``?token=`` on the Jupyter routes, tested above."""
+    names = ("api_key", "key", "token", "access_token")
     for endpoint in endpoints(api.app):
         if endpoint.template == "/healthz":
             continue
-        for query in queries:
+        for name in names:
+            if name == "token" and is_jupyter(endpoint):
+                continue
+            query = f"?{name}={keys.a}"
             if endpoint.kind == "websocket":
                 status, _ = ws_refusal(api, endpoint.url + query, {})
                 assert status == 401, (endpoint, query)
@@ -223,7 +310,7 @@ def test_keys_in_the_url_are_ignored(api: TestClient, keys: Keys) -> None:
 
 def test_a_valid_key_gets_through(api: TestClient, keys: Keys) -> None:
     """With a valid key (Bearer or X-API-Key) no route answers 401: it is the route that
-    answers (404 for the made-up ids, 403 for /metrics, 4xx for missing bodies)."""
+    answers (404 for the made-up ids and kernel, 403 for /metrics, 4xx for missing bodies)."""
     found = endpoints(api.app)
     for endpoint in found:
         for headers in (auth(keys.a), {"X-API-Key": keys.b}, auth(keys.admin)):
@@ -331,7 +418,7 @@ def execbox(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def upgrade(http: httpx.Client, key: str | None) -> httpx.Response:
+def upgrade(http: httpx.Client, key: str | None, path: str | None = None) -> httpx.Response:
     """A WebSocket handshake to uvicorn as it runs for real; a refusal is a plain response."""
     headers = {
         "Connection": "Upgrade",
@@ -340,7 +427,7 @@ def upgrade(http: httpx.Client, key: str | None) -> httpx.Response:
         "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
         **(auth(key) if key else {}),
     }
-    return http.get(f"/v1/sessions/{FAKE['session_id']}/stream", headers=headers)
+    return http.get(path or f"/v1/sessions/{FAKE['session_id']}/stream", headers=headers)
 
 
 def test_cli_keys_and_revocation_while_serving(sqlite_url: str) -> None:
@@ -382,6 +469,11 @@ def test_cli_keys_and_revocation_while_serving(sqlite_url: str) -> None:
             assert http.get("/v1/jobs").status_code == 401
             assert upgrade(http, token).status_code == 404  # past auth: no such session
             assert upgrade(http, None).status_code == 401
+            # Keys in WebSocket URLs, which uvicorn logs with their query: none may be logged.
+            native = f"/v1/sessions/{FAKE['session_id']}/stream?token={token}"
+            assert upgrade(http, None, native).status_code == 401
+            kernel = f"/api/kernels/{FAKE['kernel_id']}/channels?token={token}&session_id=s1"
+            assert upgrade(http, None, kernel).status_code == 404  # past auth: no such kernel
 
             revoked = execbox("keys", "revoke", key_id, "--db", sqlite_url)
             assert revoked.returncode == 0, revoked.stderr

@@ -147,6 +147,10 @@ def test_tenant_b_cannot_reach_tenant_a_objects(api: TestClient, keys: Keys) -> 
     jobs, sessions = "/v1/jobs/{job_id}", "/v1/sessions/{session_id}"
     executions = sessions + "/executions/{execution_id}"
     files = sessions + "/files"
+    kernels = "/api/kernels/{kernel_id}"
+    kernel_only = {"kernel_id": ids["session_id"]}
+    tail = ids["session_id"].removeprefix("ses_")
+    dashed = {"kernel_id": f"ses_{tail[:8]}-{tail[8:12]}-{tail[12:16]}-{tail[16:20]}-{tail[20:]}"}
     attempts = [
         Attempt("GET", jobs, job_only),
         Attempt("POST", jobs + "/kill", job_only),
@@ -169,6 +173,17 @@ def test_tenant_b_cannot_reach_tenant_a_objects(api: TestClient, keys: Keys) -> 
         Attempt("GET", files + "/{path}", a_file),
         Attempt("DELETE", files + "/{path}", a_file),
         Attempt("WS", sessions + "/stream", sess_only),
+        # The Jupyter API: a kernel is a session, named by its id (dashed or not).
+        Attempt("GET", kernels, kernel_only),
+        Attempt("GET", kernels, dashed),
+        Attempt("POST", kernels + "/interrupt", kernel_only),
+        Attempt("POST", kernels + "/restart", kernel_only),
+        Attempt("WS", kernels + "/channels", kernel_only),
+        Attempt("WS", kernels + "/channels", dashed),
+        Attempt("DELETE", kernels, kernel_only),
+        # python-executor's API: its executions are jobs.
+        Attempt("GET", "/api/v1/executions/{execution_id}", {"execution_id": ids["job_id"]}),
+        Attempt("DELETE", "/api/v1/executions/{execution_id}", {"execution_id": ids["job_id"]}),
         Attempt("DELETE", sessions, sess_only),  # after the others: it would end A's session
     ]
     for pair in (a_exe, b_sess_a_exe, a_sess_b_exe):
@@ -180,7 +195,9 @@ def test_tenant_b_cannot_reach_tenant_a_objects(api: TestClient, keys: Keys) -> 
         ]
     # Every route that takes an id is in the matrix.
     tried = {(attempt.method, attempt.template) for attempt in attempts}
-    assert parametrised_routes(api.app) <= tried, parametrised_routes(api.app) - tried
+    untenanted = {("GET", "/api/kernelspecs/{kernel_name}")}  # kernelspecs are everyone's
+    missing = parametrised_routes(api.app) - untenanted - tried
+    assert not missing, missing
 
     secrets_of_a = [marks["job"], marks["exe"], marks["file"], code]
     for attempt in attempts:
@@ -192,7 +209,9 @@ def test_tenant_b_cannot_reach_tenant_a_objects(api: TestClient, keys: Keys) -> 
             status, text = answer(api, attempt, who, url)
             assert status == 404, (*what, status, text[:300])
             if attempt.method != "WS" or text.startswith("{"):
-                kind = json.loads(text)["error"]["type"]
+                body = json.loads(text)
+                error = body["error"]  # python-executor's shape: {"error": message, "type"}
+                kind = error["type"] if isinstance(error, dict) else body["type"]
                 assert kind in ("JobNotFound", "SessionNotFound"), (*what, text)
             for leaked in secrets_of_a:
                 assert leaked not in text, (*what, leaked)

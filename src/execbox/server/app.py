@@ -42,6 +42,11 @@ kernels). Every route except `/healthz` needs an API key: `Authorization: Bearer
 WebSockets (not listed below, which OpenAPI cannot describe):
 `/v1/sessions/{id}/stream` runs code and streams events; `/v1/sessions/{id}/executions/{eid}/stream`
 streams one execution. See the README for their messages.
+
+The **Jupyter kernel gateway API** (`/api/kernelspecs`, `/api/kernels`, and the WebSocket
+`/api/kernels/{id}/channels` speaking the Jupyter messaging protocol as JSON) serves Jupyter
+clients; a kernel is a session. There a key may also be sent as `Authorization: token <key>` or
+`?token=<key>`, as Jupyter clients send it; nowhere else.
 """
 
 
