@@ -66,9 +66,12 @@ from server_support import (  # noqa: E402
 # -- one SDK suite, two transports ------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sdk_server(tmp_path_factory: pytest.TempPathFactory) -> _Iterator[ServerProcess]:
-    """A real `execbox serve` for the remote half of the SDK suite; ``.key`` opens it."""
+    """A real `execbox serve` for the remote half of the SDK suite; ``.key`` opens it.
+
+    One per module: its SIGTERM at the module's end closes what the module's remote sessions
+    left open (as a server would keep them), so no box outlives the module that made it."""
     url = f"sqlite:///{tmp_path_factory.mktemp('sdk-server') / 'execbox.db'}"
     key = open_key(url)
     with ServerProcess(url, "--pool-size", "0", "--session-pool-size", "0") as server:
