@@ -558,3 +558,30 @@ def test_the_same_api_through_execbox_serve(
                 await _start({str(host_dir): "data"})
 
         run(body)
+
+
+def test_a_grant_a_dead_process_left_is_taken_back_before_its_uid_is_leased_again(
+    tmp_path: Path,
+) -> None:
+    """The ledger beside a uid's lease outlives a crash; the next lease of the uid settles it,
+    so no later box (of any client or server on this host) inherits access to a bind."""
+    from execbox.boxes.local import acl
+    from execbox.boxes.local.uids import UidPool
+
+    uid = 2_190_001
+    leases = tmp_path / "uids"
+    pool = UidPool(leases, base=uid, count=1)
+    bind = tmp_path / "bind"
+    (bind / "sub").mkdir(parents=True)
+    (bind / "sub" / "notes.txt").write_text("mine")
+    acl.grant([str(bind)], uid, leases)  # then the granting process dies: no revoke
+    assert acl_users(str(bind)) == {uid: 7}
+    assert acl_users(str(bind / "sub" / "notes.txt")) == {uid: 6}
+    lease = pool.lease()
+    try:
+        assert lease.uid == uid
+        for path in (bind, bind / "sub", bind / "sub" / "notes.txt"):
+            assert acl_users(str(path)) == {}, path
+        assert not (leases / f"{uid}.grants").exists()
+    finally:
+        lease.release()

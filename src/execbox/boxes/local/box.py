@@ -41,7 +41,7 @@ from .bwrap import BoxLayout, bwrap_argv, write_runtime
 from .cgroups import BoxCgroup
 from .host import HostFacts, box_python, probe, system_site_packages
 from .streams import FdReceiveStream, close_quietly, write_all
-from .uids import UidLease, UidPool
+from .uids import UidLease, UidPool, uid_leases
 
 __all__ = ["LocalBackend", "LocalBox", "LocalProcess"]
 
@@ -587,7 +587,7 @@ class LocalBackend:
         )
         self.records = root / "boxes"
         self.records.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.uids = UidPool(root / "uids")
+        self.uids = UidPool(uid_leases(root))
         self._boxes: set[LocalBox] = set()
         self._exit_stack: contextlib.AsyncExitStack | None = None
         self.task_group: anyio.abc.TaskGroup

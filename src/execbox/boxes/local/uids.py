@@ -15,11 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import BoxError
+from ...paths import state_dir
+from . import acl
 
-__all__ = ["UidLease", "UidPool"]
+__all__ = ["UidLease", "UidPool", "uid_leases"]
 
 DEFAULT_BASE = 2_100_000
 DEFAULT_COUNT = 65_536
+
+
+def uid_leases(root: Path | None = None) -> Path:
+    """Where the leases of an engine with state directory ``root`` (default: ours) live."""
+    return (root or state_dir()) / "uids"
 
 
 @dataclass
@@ -57,5 +64,6 @@ class UidPool:
             except BlockingIOError:
                 os.close(fd)
                 continue
+            acl.settle(self.directory, uid)  # access a crashed holder granted is taken back
             return UidLease(uid, fd)
         raise BoxError("no free box uid in the reserved range")

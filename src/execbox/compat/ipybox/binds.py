@@ -8,14 +8,13 @@ Run as root, execbox starts every box as an unprivileged uid of its own, which m
 what it writes. So, for the life of each client, that uid is granted ``rwX`` on every bind by a
 POSIX ACL entry naming it, removed again when the client disconnects: nobody else gains
 anything. The uid is learnt from a probe file the new kernel creates in a private directory.
-The walk never follows a link and touches only directories and regular files. A process that
-dies without disconnecting leaves its entries behind (``getfacl`` shows them; ``setfacl -x``
-removes them).
+The walk never follows a link and touches only directories and regular files. Grants are noted
+in the uid's ledger first (``boxes.local.acl``): if this process dies before taking them back,
+whoever leases that uid next does so before any box runs as it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -23,14 +22,14 @@ import posixpath
 import secrets
 import shutil
 import stat
-import struct
 import tempfile
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...boxes.base import WORKSPACE, Mount
+from ...boxes.local import acl
+from ...boxes.local.uids import uid_leases
 from ...paths import state_dir
 
 __all__ = ["APP", "Bind", "UidProbe", "acl_users", "grant", "resolve_binds", "revoke"]
@@ -40,16 +39,6 @@ log = logging.getLogger("execbox.compat.ipybox")
 APP = WORKSPACE
 """What ipybox calls ``/app``: the kernel's working directory, where binds land."""
 PROBE_TARGET = "/tmp/.ipybox-probe"
-
-_ACL = "system.posix_acl_access"
-_VERSION = 2
-_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-_NO_ID = 0xFFFFFFFF
-_HEADER, _ENTRY = struct.Struct("<I"), struct.Struct("<HHI")
-_lock = threading.Lock()
-"""ACL edits are read-modify-write: two clients granting at once must not lose an entry."""
-
-Entry = tuple[int, int, int]  # (tag, perm, id)
 
 
 @dataclass(frozen=True)
@@ -127,113 +116,12 @@ class UidProbe:
 
 def grant(binds: tuple[Bind, ...], uid: int) -> None:
     """Give ``uid`` rwX on every bind, recursively (blocking: run it in a thread)."""
-    for bind in binds:
-        _walk(bind.source, lambda entries, mode: _with_user(entries, mode, uid))
+    acl.grant([bind.source for bind in binds], uid, uid_leases())
 
 
 def revoke(binds: tuple[Bind, ...], uid: int) -> None:
-    """Take back what ``grant`` gave ``uid``, restoring the group bits it widened."""
-    for bind in binds:
-        _walk(bind.source, lambda entries, mode: _without_user(entries, uid))
+    """Take back what ``grant`` gave ``uid``."""
+    acl.revoke([bind.source for bind in binds], uid, uid_leases())
 
 
-def _with_user(entries: list[Entry], mode: int, uid: int) -> list[Entry]:
-    perm = 7 if stat.S_ISDIR(mode) or mode & 0o111 else 6
-    return [e for e in entries if not (e[0] == _USER and e[2] == uid)] + [(_USER, perm, uid)]
-
-
-def _without_user(entries: list[Entry], uid: int) -> list[Entry] | None:
-    kept = [e for e in entries if not (e[0] == _USER and e[2] == uid)]
-    return kept if len(kept) != len(entries) else None
-
-
-def _walk(root: str, change: Callable[[list[Entry], int], list[Entry] | None]) -> None:
-    """Apply ``change`` to the ACL of ``root`` and everything below it, links never followed."""
-    with _lock:
-        try:
-            if os.path.isdir(root) and not os.path.islink(root):
-                for _, _, files, dir_fd in os.fwalk(root):
-                    _edit(dir_fd, change)
-                    for name in files:
-                        _edit_file(name, dir_fd, change)
-            else:
-                _edit_file(root, None, change)
-        except OSError as exc:
-            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP):
-                raise
-            log.warning("%s: no POSIX ACLs on this filesystem: the box may not write it", root)
-
-
-def _edit_file(
-    name: str, dir_fd: int | None, change: Callable[[list[Entry], int], list[Entry] | None]
-) -> None:
-    """Regular files only, opened without following a link and checked to be what was seen."""
-    try:
-        seen = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(seen.st_mode):
-        return
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    try:
-        fd = os.open(name, flags, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOENT):
-            return  # replaced meanwhile: not ours to touch
-        raise
-    try:
-        now = os.fstat(fd)
-        if (now.st_dev, now.st_ino) == (seen.st_dev, seen.st_ino) and stat.S_ISREG(now.st_mode):
-            _edit(fd, change)
-    finally:
-        os.close(fd)
-
-
-def _edit(fd: int, change: Callable[[list[Entry], int], list[Entry] | None]) -> None:
-    mode = os.fstat(fd).st_mode
-    entries = _read(fd, mode)
-    changed = change(entries, mode)
-    if changed is not None:
-        os.setxattr(fd, _ACL, _encode(changed))
-
-
-def _read(fd: int, mode: int) -> list[Entry]:
-    try:
-        blob = os.getxattr(fd, _ACL)
-    except OSError as exc:
-        if exc.errno != errno.ENODATA:
-            raise
-        return [
-            (_USER_OBJ, (mode >> 6) & 7, _NO_ID),
-            (_GROUP_OBJ, (mode >> 3) & 7, _NO_ID),
-            (_OTHER, mode & 7, _NO_ID),
-        ]
-    (version,) = _HEADER.unpack_from(blob)
-    if version != _VERSION:
-        raise OSError(errno.EINVAL, f"unknown POSIX ACL version {version}")
-    count = (len(blob) - _HEADER.size) // _ENTRY.size
-    return [_ENTRY.unpack_from(blob, _HEADER.size + i * _ENTRY.size) for i in range(count)]
-
-
-def _encode(entries: list[Entry]) -> bytes:
-    """Sorted, with the mask recomputed as setfacl does (the union of the group class)."""
-    body = [e for e in entries if e[0] != _MASK]
-    if any(tag in (_USER, _GROUP) for tag, _, _ in body):
-        mask = 0
-        for tag, perm, _ in body:
-            if tag in (_USER, _GROUP, _GROUP_OBJ):
-                mask |= perm
-        body.append((_MASK, mask, _NO_ID))
-    body.sort(key=lambda e: (e[0], e[2]))
-    return _HEADER.pack(_VERSION) + b"".join(_ENTRY.pack(*e) for e in body)
-
-
-def acl_users(path: str) -> dict[int, int]:
-    """uid -> permission bits of the named users in ``path``'s ACL (for tests and checks)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            return {e[2]: e[1] for e in _read(fd, os.fstat(fd).st_mode) if e[0] == _USER}
-        finally:
-            os.close(fd)
-    return {}
+acl_users = acl.acl_users
