@@ -419,6 +419,28 @@ def test_upload_download_and_list(kern: ComputeSession, workdir: Path) -> None:
 # -- compute sessions: get-or-create, destroy, limits -----------------------------------------
 
 
+def test_a_token_reaches_the_session_another_client_made_on_a_server(
+    sdk_server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As with Backend.AI's manager: get-or-create by token is the server's, not a process's."""
+    monkeypatch.setenv("EXECBOX_URL", sdk_server.base)
+    monkeypatch.setenv("EXECBOX_API_KEY", sdk_server.key)
+    token = f"tok-{secrets.token_hex(4)}"
+    with Session(flush_timeout=SLICE) as one, Session(flush_timeout=SLICE) as two:
+        first = one.ComputeSession.get_or_create("python", client_token=token)
+        try:
+            drive(first, "shared = 'across clients'")
+            again = two.ComputeSession.get_or_create("python", client_token=token)
+            assert text(drive(again, "print(shared)")) == "across clients\n"
+        finally:
+            first.destroy()
+        fresh = two.ComputeSession.get_or_create("python", client_token=token)
+        try:
+            assert "NameError" in text(drive(fresh, "print(shared)"), "stderr")
+        finally:
+            fresh.destroy()
+
+
 def test_the_same_token_gives_the_same_compute_session(session: Session) -> None:
     token = f"tok-{secrets.token_hex(4)}"
     first = session.ComputeSession.get_or_create("python", client_token=token)

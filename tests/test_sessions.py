@@ -778,6 +778,22 @@ def test_closed_session_raises_session_closed(box_client: execbox.Client) -> Non
     s.close()
 
 
+def test_client_token_gives_the_open_session_of_the_token(box_client: execbox.Client) -> None:
+    """The same token while its session is open: that session; once closed: a new one."""
+    token = f"token-{os.getpid()}-{time.monotonic_ns()}"
+    with box_client.session(client_token=token) as first:
+        ok(first, "marker = 7")
+        again = box_client.session(client_token=token).start()
+        assert again.id == first.id
+        assert ok(again, "marker").text == "7\n"
+        with box_client.session(client_token=token + "-other") as other:
+            assert other.id != first.id
+    with box_client.session(client_token=token) as fresh:
+        assert fresh.id != first.id
+    with pytest.raises(execbox.InvalidSpec, match="client_token"):
+        box_client.session(client_token="")
+
+
 def test_attach_and_list(box_client: execbox.Client, session: execbox.Session) -> None:
     """attach() reaches a live session's state; unknown ids raise SessionNotFound."""
     ok(session, "attached_value = 'same kernel'")

@@ -314,8 +314,9 @@ class AsyncRemoteTransport:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    async def create_session(self, spec: SessionSpec) -> str:
-        data = await self._json("POST", "/v1/sessions", json=_session_body(spec))
+    async def create_session(self, spec: SessionSpec, client_token: str | None) -> str:
+        body = {**_session_body(spec), "client_token": client_token}
+        data = await self._json("POST", "/v1/sessions", json=body)
         return str(data["id"])
 
     async def session_info(self, session_id: str) -> SessionInfo:

@@ -8,6 +8,7 @@ each of its methods is derived from the async one of the same name.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
@@ -18,7 +19,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from ..engine import Engine
 from ..engine.jobs import JobSpec
-from ..errors import ExecboxError
+from ..errors import ExecboxError, SessionNotFound
 from ..models import (
     DirEntry,
     ExecutionEvent,
@@ -27,6 +28,7 @@ from ..models import (
     JobResult,
     JobStatus,
     SessionInfo,
+    SessionStatus,
 )
 
 if TYPE_CHECKING:
@@ -58,7 +60,7 @@ class AsyncTransport(Protocol):
     async def list_jobs(self) -> list[str]: ...
     def job_events(self, job_id: str) -> AsyncIterator[JobEvent]: ...
     # sessions
-    async def create_session(self, spec: SessionSpec) -> str: ...
+    async def create_session(self, spec: SessionSpec, client_token: str | None) -> str: ...
     async def session_info(self, session_id: str) -> SessionInfo: ...
     async def list_sessions(self) -> list[str]: ...
     async def close_session(self, session_id: str) -> None: ...
@@ -97,7 +99,7 @@ class SyncTransport(Protocol):
     def kill_job(self, job_id: str) -> None: ...
     def list_jobs(self) -> list[str]: ...
     def job_events(self, job_id: str) -> Iterator[JobEvent]: ...
-    def create_session(self, spec: SessionSpec) -> str: ...
+    def create_session(self, spec: SessionSpec, client_token: str | None) -> str: ...
     def session_info(self, session_id: str) -> SessionInfo: ...
     def list_sessions(self) -> list[str]: ...
     def close_session(self, session_id: str) -> None: ...
@@ -120,6 +122,7 @@ class AsyncEmbeddedTransport:
     def __init__(self, **engine_options: Any) -> None:
         self._engine = Engine(**engine_options)
         self._open = False
+        self._tokens: dict[str, str] = {}
 
     @property
     def engine(self) -> Engine:
@@ -167,8 +170,18 @@ class AsyncEmbeddedTransport:
 
     # -- sessions -----------------------------------------------------------------------------
 
-    async def create_session(self, spec: SessionSpec) -> str:
-        return await self.engine.sessions.create(spec)
+    async def create_session(self, spec: SessionSpec, client_token: str | None) -> str:
+        """A new session; with ``client_token``, the open one made with that token, if any
+        (as a server does for every client of a tenant)."""
+        known = self._tokens.get(client_token) if client_token is not None else None
+        if known is not None:
+            with contextlib.suppress(SessionNotFound):
+                if self.engine.sessions.info(known).status is not SessionStatus.CLOSED:
+                    return known
+        session_id = await self.engine.sessions.create(spec)
+        if client_token is not None:
+            self._tokens[client_token] = session_id
+        return session_id
 
     async def session_info(self, session_id: str) -> SessionInfo:
         return self.engine.sessions.info(session_id)

@@ -184,13 +184,16 @@ class AsyncClient:
         requirements: RequirementsInput = None,
         idle_timeout: float | None = None,
         ttl: float | None = None,
+        client_token: str | None = None,
     ) -> AsyncSession:
         """A stateful kernel session, started when entered as a context manager.
 
         ``mounts`` maps host paths to box paths (read-only), or lists ``Mount`` objects
         (``writable=True`` for read-write). ``requirements`` are installed host-side from
         wheels, so they work with the network off; with ``network=True``, ``%pip install``
-        works in cells too. Bad input raises InvalidSpec here, before anything starts.
+        works in cells too. With ``client_token``, starting gives the open session made with
+        the same token, if there is one (on a server: by any client of the tenant), else a new
+        one. Bad input raises InvalidSpec here, before anything starts.
         """
         spec = make_session_spec(
             kernel=kernel,
@@ -203,7 +206,11 @@ class AsyncClient:
             idle_timeout=idle_timeout,
             ttl=ttl,
         )
-        return AsyncSession(self._transport, spec)
+        if client_token is not None and not (
+            isinstance(client_token, str) and 0 < len(client_token) <= 200
+        ):
+            raise InvalidSpec("client_token must be a string of 1 to 200 characters")
+        return AsyncSession(self._transport, spec, client_token=client_token)
 
     async def attach(self, session_id: str) -> AsyncSession:
         """A session started earlier, by id; SessionNotFound if this client has none such."""

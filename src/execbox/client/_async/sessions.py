@@ -71,10 +71,18 @@ class AsyncFiles:
 class AsyncSession:
     """A stateful kernel in a box of its own. Use as a context manager: leaving closes it."""
 
-    def __init__(self, transport: AsyncTransport, spec: SessionSpec | None, session_id: str = ""):
+    def __init__(
+        self,
+        transport: AsyncTransport,
+        spec: SessionSpec | None,
+        session_id: str = "",
+        *,
+        client_token: str | None = None,
+    ) -> None:
         self._transport = transport
         self._spec = spec
         self._id = session_id
+        self._client_token = client_token
         self.files = AsyncFiles(self)
 
     def __repr__(self) -> str:
@@ -90,7 +98,7 @@ class AsyncSession:
         """Start the kernel (from the warm pool when possible); idempotent."""
         if not self._id:
             assert self._spec is not None
-            self._id = await self._transport.create_session(self._spec)
+            self._id = await self._transport.create_session(self._spec, self._client_token)
         return self
 
     async def __aenter__(self) -> AsyncSession:

@@ -72,10 +72,18 @@ class Files:
 class Session:
     """A stateful kernel in a box of its own. Use as a context manager: leaving closes it."""
 
-    def __init__(self, transport: SyncTransport, spec: SessionSpec | None, session_id: str = ""):
+    def __init__(
+        self,
+        transport: SyncTransport,
+        spec: SessionSpec | None,
+        session_id: str = "",
+        *,
+        client_token: str | None = None,
+    ) -> None:
         self._transport = transport
         self._spec = spec
         self._id = session_id
+        self._client_token = client_token
         self.files = Files(self)
 
     def __repr__(self) -> str:
@@ -91,7 +99,7 @@ class Session:
         """Start the kernel (from the warm pool when possible); idempotent."""
         if not self._id:
             assert self._spec is not None
-            self._id = self._transport.create_session(self._spec)
+            self._id = self._transport.create_session(self._spec, self._client_token)
         return self
 
     def __enter__(self) -> Session:

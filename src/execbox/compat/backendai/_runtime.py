@@ -141,6 +141,7 @@ class Runtime:
                     env=env,
                     network=network,
                     requirements=[*language.requirements, *(requirements or ())] or None,
+                    client_token=token,  # on a server, other processes' sessions of the token too
                 )
             except InvalidSpec as exc:
                 raise BackendClientError(str(exc)) from exc
