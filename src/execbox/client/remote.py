@@ -42,6 +42,7 @@ from ..models.wire import (
     job_event_from_json,
     job_result_from_json,
     session_info_from_json,
+    to_json,
 )
 from .transports import SyncPortalTransport
 
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
     from ..boxes.base import FileEntry
     from ..engine.jobs import JobSpec
     from ..engine.specs import SessionSpec
-    from ..models import Limits
 
 __all__ = ["AsyncRemoteTransport", "SyncRemoteTransport", "check_url"]
 
@@ -122,16 +122,6 @@ def _tar(entries: tuple[FileEntry, ...]) -> bytes:
     return buffer.getvalue()
 
 
-def _limits(limits: Limits) -> dict[str, Any]:
-    return {
-        "memory": limits.memory_bytes,
-        "cpus": limits.cpus,
-        "pids": limits.pids,
-        "disk": limits.disk_bytes,
-        "output": limits.output_bytes,
-    }
-
-
 def _job_body(spec: JobSpec) -> dict[str, Any]:
     return {
         "entrypoint": spec.entrypoint,
@@ -141,7 +131,7 @@ def _job_body(spec: JobSpec) -> dict[str, Any]:
         "stdin_base64": None if spec.stdin is None else base64.b64encode(spec.stdin).decode(),
         "env": dict(spec.env),
         "timeout": spec.timeout,
-        "limits": _limits(spec.limits),
+        "limits": to_json(spec.limits),
         "network": spec.network,
     }
 
@@ -154,7 +144,7 @@ def _session_body(spec: SessionSpec) -> dict[str, Any]:
         )
     return {
         "kernel": spec.kernel,
-        "limits": _limits(spec.limits),
+        "limits": to_json(spec.limits),
         "network": spec.network,
         "env": dict(spec.env),
         "cwd": spec.cwd,

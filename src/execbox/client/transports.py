@@ -7,15 +7,12 @@ each of its methods is derived from the async one of the same name.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import BlockingPortal
 
 from ..engine import Engine
 from ..engine.jobs import JobSpec
@@ -30,6 +27,7 @@ from ..models import (
     SessionInfo,
     SessionStatus,
 )
+from .portal import PortalThread
 
 if TYPE_CHECKING:
     from ..engine.specs import SessionSpec
@@ -261,25 +259,10 @@ class SyncPortalTransport:
 
     def __init__(self, transport: AsyncTransport) -> None:
         self._async = transport
-        self._lock = threading.Lock()
-        self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
-        self._portal: BlockingPortal | None = None
-        self._inner: AbstractContextManager[AsyncTransport] | None = None
+        self._thread = PortalThread(transport)
 
     def _running(self) -> BlockingPortal:
-        with self._lock:
-            if self._portal is None:
-                portal_cm = start_blocking_portal()
-                portal = portal_cm.__enter__()
-                inner = portal.wrap_async_context_manager(self._async)
-                try:
-                    inner.__enter__()
-                except BaseException:
-                    portal_cm.__exit__(None, None, None)
-                    raise
-                self._portal_cm, self._portal, self._inner = portal_cm, portal, inner
-                atexit.register(self.close)
-            return self._portal
+        return self._thread.start()
 
     def __enter__(self) -> SyncPortalTransport:
         self._running()
@@ -294,15 +277,7 @@ class SyncPortalTransport:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            inner, portal_cm = self._inner, self._portal_cm
-            self._inner = self._portal_cm = self._portal = None
-        if inner is not None and portal_cm is not None:
-            try:
-                inner.__exit__(None, None, None)
-            finally:
-                portal_cm.__exit__(None, None, None)
-            atexit.unregister(self.close)
+        self._thread.stop()
 
     submit_job = _blocking("submit_job")
     job_status = _blocking("job_status")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from ..engine.jobs import JobSpec
 from ..engine.specs import SessionSpec
-from ..models import Limits, SessionInfo
+from ..models import SessionInfo
 from ..models.wire import to_json
 
 __all__ = [
@@ -34,16 +34,6 @@ def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _limits(limits: Limits) -> dict[str, Any]:
-    return {
-        "memory": limits.memory_bytes,
-        "cpus": limits.cpus,
-        "pids": limits.pids,
-        "disk": limits.disk_bytes,
-        "output": limits.output_bytes,
-    }
-
-
 def _usage(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "wall_seconds": row.get("wall_seconds") or 0.0,
@@ -62,7 +52,7 @@ def job_spec_record(spec: JobSpec) -> dict[str, Any]:
         "stdin_bytes": len(spec.stdin or b""),
         "env": dict.fromkeys(spec.env, HIDDEN),
         "timeout": spec.timeout,
-        "limits": _limits(spec.limits),
+        "limits": to_json(spec.limits),
         "network": spec.network,
     }
 
@@ -70,7 +60,7 @@ def job_spec_record(spec: JobSpec) -> dict[str, Any]:
 def session_spec_record(spec: SessionSpec) -> dict[str, Any]:
     return {
         "kernel": spec.kernel,
-        "limits": _limits(spec.limits),
+        "limits": to_json(spec.limits),
         "network": spec.network,
         "env": dict.fromkeys(spec.env, HIDDEN),
         "cwd": spec.cwd,

@@ -77,6 +77,21 @@ def box_python() -> tuple[str, str]:
 
 
 @functools.cache
+def python_version(python: str) -> str:
+    """The version (``3.11.2``) of an interpreter boxes run, asked once; "" if it will not say."""
+    try:
+        done = subprocess.run(
+            [python, "-I", "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.decode(errors="replace").strip()
+
+
+@functools.cache
 def system_site_packages(python: str) -> tuple[str, ...]:
     """Site directories of the box interpreter that hold the host's own packages."""
     try:

@@ -8,15 +8,12 @@ going between calls and nothing is written twice.
 
 from __future__ import annotations
 
-import atexit
 import functools
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
-
+from ...client.portal import PortalThread
 from ._runtime import Runtime
 from .config import APIConfig, get_config
 from .exceptions import BackendClientError
@@ -104,38 +101,23 @@ class Session(BaseSession):
             flush_timeout=flush_timeout,
             exec_timeout=exec_timeout,
         )
-        self._portal_cm: AbstractContextManager[BlockingPortal] | None = None
-        self._portal: BlockingPortal | None = None
-        self._inner: AbstractContextManager[Runtime] | None = None
+        self._thread = PortalThread(self._runtime)
 
     def open(self) -> None:
         """Start the event loop thread and the execbox client."""
         self._begin()
-        portal_cm = start_blocking_portal()
-        portal = portal_cm.__enter__()
-        inner = portal.wrap_async_context_manager(self._runtime)
         try:
-            inner.__enter__()
+            self._thread.start()
         except BaseException:
-            portal_cm.__exit__(None, None, None)
             self._closed = True
             raise
-        self._portal_cm, self._portal, self._inner = portal_cm, portal, inner
-        atexit.register(self.close)  # a session left open must not keep the process alive
 
     def close(self) -> None:
         """End every compute session made here (embedded), then the loop thread; idempotent."""
         if self._closed:
             return
         self._closed = True
-        inner, portal_cm = self._inner, self._portal_cm
-        self._inner = self._portal_cm = self._portal = None
-        if inner is not None and portal_cm is not None:
-            atexit.unregister(self.close)
-            try:
-                inner.__exit__(None, None, None)
-            finally:
-                portal_cm.__exit__(None, None, None)
+        self._thread.stop()
 
     def __enter__(self) -> Session:
         self.open()
@@ -151,8 +133,7 @@ class Session(BaseSession):
 
     def _call(self, impl: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         self._check_open()
-        assert self._portal is not None
-        return self._portal.call(functools.partial(impl, *args, **kwargs))
+        return self._thread.start().call(functools.partial(impl, *args, **kwargs))
 
 
 class AsyncSession(BaseSession):

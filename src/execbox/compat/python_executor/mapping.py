@@ -33,10 +33,9 @@ error, never silently dropped.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -182,26 +181,14 @@ _IMAGE = re.compile(r"^(?:(?:docker\.io/)?library/)?python(?::(?P<tag>[A-Za-z0-9
 _VERSION_TAG = re.compile(r"^(?P<version>\d+(?:\.\d+){0,2})(?:-[A-Za-z0-9._-]+)?$")
 
 
-@functools.cache
 def box_python_version() -> tuple[int, int]:
-    """(major, minor) of the interpreter boxes run: the local backend's choice, asked once."""
-    from ...boxes.local.host import box_python
+    """(major, minor) of the interpreter boxes run: the local backend's choice."""
+    from ...boxes.local.host import box_python, python_version
 
-    python, _prefix = box_python()
-    try:
-        done = subprocess.run(
-            [python, "-I", "-c", "import sys; print(*sys.version_info[:2])"],
-            capture_output=True,
-            timeout=30,
-            check=True,
-            text=True,
-        )
-        major, minor = done.stdout.split()
-    except (OSError, subprocess.SubprocessError, ValueError):
-        import sys
-
+    parts = python_version(box_python()[0]).split(".")
+    if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
         return sys.version_info[0], sys.version_info[1]
-    return int(major), int(minor)
+    return int(parts[0]), int(parts[1])
 
 
 def check_python_version(version: str | None, *, what: str = "python_version") -> None:

@@ -8,14 +8,13 @@ no host paths: ``argv`` is empty, since the server, not the client, launches ker
 
 from __future__ import annotations
 
-import functools
 import logging
-import subprocess
 from typing import Any
 
 import anyio
 
 from ... import __version__
+from ...boxes.local.host import python_version
 from ...errors import SessionNotFound
 from ...kernel.runtime import DEFAULT_KERNEL
 from ..services import Services
@@ -85,27 +84,12 @@ async def resolve_kernel_name(name: Any) -> str:
     raise NoSuchKernel(f"no kernel named {shown[:128]!r}; known: {', '.join(specs)}")
 
 
-@functools.cache
-def _python_version(python: str) -> str:
-    """The version of the interpreter boxes run kernels on (asked once per process)."""
-    try:
-        done = subprocess.run(
-            [python, "-I", "-c", "import platform; print(platform.python_version())"],
-            capture_output=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return done.stdout.decode(errors="replace").strip()
-
-
 async def kernel_info(services: Services, kernel: str) -> dict[str, Any]:
     """The content of a ``kernel_info_reply`` for a kernel of kernelspec ``kernel``."""
     if kernel == DEFAULT_KERNEL:
         layout = getattr(services.engine.backend, "layout", None)
         python = getattr(layout, "python", None) or "python3"
-        version = await anyio.to_thread.run_sync(_python_version, python)
+        version = await anyio.to_thread.run_sync(python_version, python)
         language_info: dict[str, Any] = {
             "name": "python",
             "version": version,
