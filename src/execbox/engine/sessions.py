@@ -84,6 +84,8 @@ class _Session:
         self.spec = spec
         self.status = SessionStatus.STARTING
         self.reason: str | None = None
+        self.closing = False
+        """Set as a close begins: work is refused at once, ``status`` says closed once recorded."""
         self.created_at = datetime.now(UTC)
         self.created = time.monotonic()
         self.last_active = time.monotonic()
@@ -166,6 +168,7 @@ class SessionManager:
                 session.warm = await self._start_warm(spec)
         except BaseException as exc:
             session.status, session.reason = SessionStatus.CLOSED, "error"
+            session.closing = True
             session.closed.set()
             if session.warm is not None:
                 with anyio.CancelScope(shield=True):
@@ -261,12 +264,17 @@ class SessionManager:
         await self._close(self._get(session_id), reason)
 
     async def _close(self, session: _Session, reason: str, *, from_worker: bool = False) -> None:
-        if session.status is SessionStatus.CLOSED:
+        if session.closing:
             await session.closed.wait()
             return
-        session.status, session.reason = SessionStatus.CLOSED, reason
+        session.closing, session.reason = True, reason
         with anyio.CancelScope(shield=True):
             session.queue.close()
+            try:  # recorded before anyone is told: a closed session is closed in every listing
+                await self._journal.session_closed(session.id, reason)
+            except Exception:
+                log.exception("session %s: its closing could not be recorded", session.id)
+            session.status = SessionStatus.CLOSED
             message = f"the session closed ({reason}) before this execution ran"
             for execution in list(session.executions.values()):
                 if execution.status is ExecutionStatus.QUEUED:
@@ -278,10 +286,6 @@ class SessionManager:
             if session.warm is not None:
                 await self._discard(session.warm)
                 session.warm = None  # a closed session keeps its results, not its box
-            try:
-                await self._journal.session_closed(session.id, reason)
-            except Exception:
-                log.exception("session %s: its closing could not be recorded", session.id)
             session.closed.set()
 
     async def aclose(self) -> None:
@@ -299,7 +303,7 @@ class SessionManager:
 
     def _open(self, session_id: str) -> _Session:
         session = self._get(session_id)
-        if session.status is SessionStatus.CLOSED:
+        if session.closing:
             message = f"session {session_id} is closed ({session.reason})"
             raise SessionClosed(message, session.reason)
         return session
@@ -429,7 +433,7 @@ class SessionManager:
             with session.worker_scope:
                 async with session.inbox:
                     async for execution in session.inbox:
-                        if execution.status.terminal:
+                        if execution.status.terminal or session.closing:
                             continue
                         session.current = execution
                         session.status = SessionStatus.BUSY
@@ -437,7 +441,7 @@ class SessionManager:
                             await self._run(session, execution)
                         finally:
                             session.current = None
-                        if session.status is SessionStatus.CLOSED:
+                        if session.closing:
                             break
                         session.status = SessionStatus.IDLE
                         session.touch()
@@ -568,7 +572,7 @@ class SessionManager:
             now = time.monotonic()
             for session in list(self._sessions.values()):
                 spec = session.spec
-                if session.status is SessionStatus.CLOSED:
+                if session.closing:
                     continue
                 if spec.ttl is not None and now - session.created > spec.ttl:
                     self._tg.start_soon(self._close, session, "ttl")
