@@ -54,10 +54,26 @@ def _code(source: str) -> str:
     return textwrap.dedent(source).strip()
 
 
+CHILD_MEMORY_BOMB = _code(
+    """
+    import subprocess, sys
+    bomb = "chunks = []\\nwhile True:\\n    chunks.append(bytearray(16 << 20))"
+    print(subprocess.run([sys.executable, "-c", bomb]).returncode)
+    """
+)
+
+
 def test_memory_bomb_ends_the_session_with_memory_limit(engine):
+    """A child killed at the limit leaves the kernel running; the kernel's own bomb, even
+    after that first kill, ends the session as memory_limit (not as a kernel that died)."""
     session = engine.session(limits=Limits(memory="256M")).start()
     try:
         assert session.execute("x = 1").ok
+        child = session.execute(CHILD_MEMORY_BOMB, timeout=60)
+        assert child.ok, child
+        assert child.stdout == "-9\n"
+        assert "killed at the session's memory limit" in (child.message or "")
+        assert session.execute("x").text == "1\n"
         result = session.execute(
             "chunks = []\nwhile True:\n    chunks.append(bytearray(16 << 20))", timeout=60
         )

@@ -366,6 +366,22 @@ def test_interrupt_from_another_thread(session: execbox.Session) -> None:
     assert ok(session, "kept_before_interrupt").text == "'still here'\n"
 
 
+def test_interrupt_as_the_cell_starts_is_not_lost(fresh: execbox.Session) -> None:
+    """An interrupt the moment the session turns busy, before the kernel began the cell (when
+    ipykernel still ignores SIGINT), still interrupts it: no restart, state kept."""
+    ok(fresh, "kept = 'yes'")
+    for _ in range(3):
+        execution = fresh.submit("import time\ntime.sleep(30)")
+        deadline = time.monotonic() + 10
+        while fresh.info().status is not execbox.SessionStatus.BUSY:
+            assert time.monotonic() < deadline, "the session never turned busy"
+        fresh.interrupt()
+        result = execution.result(timeout=15)
+        assert result.status is ExecutionStatus.INTERRUPTED, result
+        assert not result.restarted
+    assert ok(fresh, "kept").text == "'yes'\n"
+
+
 # -- 9. restart -------------------------------------------------------------------------------
 
 

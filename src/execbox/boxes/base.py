@@ -90,10 +90,13 @@ class BoxStats:
     """What the box as a whole used and ran into, read from its cgroup where it has one."""
 
     usage: Usage
-    oom_killed: bool = False
-    pids_limited: bool = False
+    oom_kills: int = 0
+    """Processes the kernel killed at the memory limit, over the box's life: compare two
+    readings to know whether a step of work ran into it."""
+    pids_refusals: int = 0
+    """Forks refused at the process limit, over the box's life."""
     memory_counted: bool = False
-    """Whether ``oom_killed`` can be trusted: False where only rlimits bound memory."""
+    """Whether ``oom_kills`` can be trusted: False where only rlimits bound memory."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ output limit (the recorder refuses output beyond it and marks the result truncat
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -26,6 +26,11 @@ from ..models import (
 )
 
 __all__ = ["Execution", "Verdict", "judge", "new_execution_id"]
+
+RESEND_AFTER = 0.25
+"""Silence after an interrupt for this long means the signal was lost: it is sent again."""
+REPLY_AFTER_IDLE = 0.5
+"""How long a reply may trail the kernel's idle status before it is judged never to come."""
 
 
 def new_execution_id() -> str:
@@ -53,6 +58,12 @@ class Execution:
         self.started_at: datetime | None = None
         self.settled = anyio.Event()
         """Set when the kernel has answered, died, or an interrupt went unheeded."""
+        self.begun = anyio.Event()
+        """Set when the kernel has begun the cell: ipykernel heeds SIGINT only from then on."""
+        self.idle = anyio.Event()
+        """Set when the kernel is idle again after the cell, with or without a reply."""
+        self.heard = 0
+        """How many of the kernel's messages for this cell have arrived."""
         self.done = anyio.Event()
         self.waiting_input = False
         self.interrupted = False
@@ -73,11 +84,47 @@ class Execution:
         if channel == "exit":
             self.settled.set()
             return
+        self.heard += 1
         event = self.recorder.feed(channel, message)
+        if self.recorder.begun:
+            self.begun.set()
+        if self.recorder.idle:
+            self.idle.set()
         if event is not None:
             self.publish(event)
         if self.recorder.done:
             self.settled.set()
+
+    async def wait_begun(self, timeout: float) -> None:
+        """Until the kernel has begun the cell or the execution has settled."""
+        with anyio.move_on_after(timeout):
+            await _first(self.begun, self.settled)
+
+    async def heeds_interrupt(self, resend: Callable[[], Awaitable[None]], grace: float) -> bool:
+        """Whether the kernel stopped the cell within ``grace`` of an interrupt.
+
+        ipykernel can lose a SIGINT that lands in its own code between execute_input and the
+        cell: either the request ends with idle and no reply (the kernel is alive and waiting,
+        so that counts as stopped), or the signal is swallowed and the cell runs on. So while
+        nothing at all is heard from the kernel, the signal is sent again; a kernel that talks
+        but does not stop is judged at ``grace``, as before."""
+        deadline = anyio.current_time() + grace
+        heard = self.heard
+        while not (self.settled.is_set() or self.idle.is_set()):
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                break
+            with anyio.move_on_after(min(RESEND_AFTER, remaining)):
+                await _first(self.settled, self.idle)
+            silent = self.heard == heard and anyio.current_time() < deadline
+            if silent and not (self.settled.is_set() or self.idle.is_set()):
+                await resend()
+            heard = self.heard
+        if not self.settled.is_set() and self.idle.is_set():
+            with anyio.move_on_after(REPLY_AFTER_IDLE):
+                await self.settled.wait()  # the reply travels on another socket than idle
+            self.settled.set()
+        return self.settled.is_set()
 
     def finish(self, result: ExecutionResult) -> None:
         if self.result is not None:
@@ -131,6 +178,18 @@ class Execution:
             await self._changed.wait()
 
 
+async def _first(*events: anyio.Event) -> None:
+    """Until any of ``events`` is set."""
+    async with anyio.create_task_group() as tg:
+        for event in events:
+            tg.start_soon(_set_then_cancel, event, tg.cancel_scope)
+
+
+async def _set_then_cancel(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
 @dataclass(kw_only=True)
 class Verdict:
     """How an execution ended, and what that means for its session."""
@@ -143,8 +202,8 @@ class Verdict:
 
 def judge(execution: Execution, kernel_alive: bool, before: BoxStats, after: BoxStats) -> Verdict:
     """The status of a settled execution, from the kernel's answer and the box's counters."""
-    fresh_oom = after.memory_counted and after.oom_killed and not before.oom_killed
-    fresh_pids = after.pids_limited and not before.pids_limited
+    fresh_oom = after.memory_counted and after.oom_kills > before.oom_kills
+    fresh_pids = after.pids_refusals > before.pids_refusals
     if not kernel_alive:
         # A fork bomb of kernel copies also exhausts memory: the process limit is the cause.
         if fresh_pids:

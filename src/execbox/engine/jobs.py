@@ -339,7 +339,7 @@ class JobManager:
         if outcome.status is not JobStatus.FAILED:
             return outcome
         # Where only RLIMIT_AS bounds memory, Python's MemoryError is the only evidence.
-        out_of_memory = stats.oom_killed or (
+        out_of_memory = stats.oom_kills > 0 or (
             not stats.memory_counted and b"MemoryError" in job.stderr.value()[-4096:]
         )
         if out_of_memory:
@@ -349,7 +349,7 @@ class JobManager:
                 "memory_limit",
                 "the box ran out of its memory limit",
             )
-        if stats.pids_limited:
+        if stats.pids_refusals > 0:
             return outcome._replace(reason="pids_limit", message="the box hit its process limit")
         return outcome
 

@@ -387,14 +387,16 @@ class SessionManager:
         if execution is None or session.warm is None:
             return
         execution.interrupted = True
-        await session.warm.kernel.interrupt()
-        self._tg.start_soon(self._escalate, execution)
+        await execution.wait_begun(INTERRUPT_GRACE)  # a signal before the cell began is lost
+        if execution.settled.is_set() or session.warm is None:
+            return
+        kernel = session.warm.kernel
+        await kernel.interrupt()
+        self._tg.start_soon(self._escalate, execution, kernel)
 
     @staticmethod
-    async def _escalate(execution: Execution) -> None:
-        with anyio.move_on_after(INTERRUPT_GRACE):
-            await execution.settled.wait()
-        if not execution.settled.is_set():
+    async def _escalate(execution: Execution, kernel: Kernel) -> None:
+        if not await execution.heeds_interrupt(kernel.interrupt, INTERRUPT_GRACE):
             execution.unresponsive = True
             execution.settled.set()
 
@@ -501,14 +503,12 @@ class SessionManager:
                     break
                 with anyio.move_on_after(min(remaining, LIMIT_POLL)):
                     await execution.settled.wait()
-                if not execution.settled.is_set() and not before.pids_limited:
-                    fork_bomb = (await box.stats()).pids_limited  # judged now, not at timeout
+                if not execution.settled.is_set():  # a fork bomb is judged now, not at timeout
+                    fork_bomb = (await box.stats()).pids_refusals > before.pids_refusals
             if not execution.settled.is_set() and not fork_bomb:
                 execution.timed_out = True
                 await kernel.interrupt()
-                with anyio.move_on_after(INTERRUPT_GRACE):
-                    await execution.settled.wait()
-                if not execution.settled.is_set():
+                if not await execution.heeds_interrupt(kernel.interrupt, INTERRUPT_GRACE):
                     execution.unresponsive = True
             after = await box.stats()
         finally:

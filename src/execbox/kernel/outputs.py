@@ -51,6 +51,7 @@ class ExecutionRecorder:
         self.output_limit = output_limit
         self.replied = False
         self.idle = False
+        self.begun = False
         self.reply_status: str | None = None
         self.execution_count: int | None = None
         self.error: ExecutionError | None = None
@@ -100,6 +101,9 @@ class ExecutionRecorder:
             if kind == "input_request":
                 prompt, password = _text(content.get("prompt")), bool(content.get("password"))
                 return InputRequestEvent(prompt, password)
+            return None
+        if kind == "execute_input":
+            self.begun = True
             return None
         if kind == "status":
             if content.get("execution_state") == "idle":

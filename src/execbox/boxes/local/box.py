@@ -515,8 +515,8 @@ class LocalBox:
         cgroup, groups = self._cgroup, self._backend.facts.cgroups
         stats = BoxStats(
             usage=cgroup.usage(),
-            oom_killed=cgroup.oom_killed(),
-            pids_limited=cgroup.pids_limited(),
+            oom_kills=cgroup.oom_kills(),
+            pids_refusals=cgroup.pids_refusals(),
             memory_counted=groups is not None and "memory" in groups.controllers,
         )
         if reset_peak:

@@ -76,9 +76,9 @@ class BoxCgroup(Protocol):
     def reset_peak(self) -> None:
         """Start the peak-memory count afresh (one session cell at a time), where supported."""
 
-    def oom_killed(self) -> bool: ...
+    def oom_kills(self) -> int: ...
 
-    def pids_limited(self) -> bool: ...
+    def pids_refusals(self) -> int: ...
 
     def remove(self) -> None: ...
 
@@ -152,13 +152,13 @@ class _BoxCgroupV1:
             with contextlib.suppress(OSError):
                 _write(memory / "memory.max_usage_in_bytes", "0")
 
-    def oom_killed(self) -> bool:
+    def oom_kills(self) -> int:
         memory = self.dirs.get("memory")
-        return bool(memory and _keyed(memory / "memory.oom_control").get("oom_kill", 0))
+        return _keyed(memory / "memory.oom_control").get("oom_kill", 0) if memory else 0
 
-    def pids_limited(self) -> bool:
+    def pids_refusals(self) -> int:
         pids = self.dirs.get("pids")
-        return bool(pids and _keyed(pids / "pids.events").get("max", 0))
+        return _keyed(pids / "pids.events").get("max", 0) if pids else 0
 
     def remove(self) -> None:
         for directory in self.dirs.values():
@@ -265,11 +265,11 @@ class _BoxCgroupV2:
             os.close(self._peak_fd)
             self._peak_fd = None
 
-    def oom_killed(self) -> bool:
-        return bool(_keyed(self.directory / "memory.events").get("oom_kill", 0))
+    def oom_kills(self) -> int:
+        return _keyed(self.directory / "memory.events").get("oom_kill", 0)
 
-    def pids_limited(self) -> bool:
-        return bool(_keyed(self.directory / "pids.events").get("max", 0))
+    def pids_refusals(self) -> int:
+        return _keyed(self.directory / "pids.events").get("max", 0)
 
     def remove(self) -> None:
         if self._peak_fd is not None:
