@@ -175,6 +175,11 @@ def test_waits_longer_than_one_poll_keep_polling(
         with pytest.raises(execbox.ExecboxTimeout):
             job.wait(timeout=0.5)
         assert job.wait().stdout == "late\n"
+        # run() is one waiting request; a job outlasting it is then polled for, bytes exact.
+        slow = "import sys, time; time.sleep(1.5); sys.stdout.buffer.write(b'\\xff late')"
+        ran = client.run({"main.py": slow})
+        assert ran.status is execbox.JobStatus.SUCCEEDED, ran
+        assert ran.stdout_bytes == b"\xff late"
         with client.session() as session:
             execution = session.submit("import time; time.sleep(1.5); print('late')")
             with pytest.raises(execbox.ExecboxTimeout):

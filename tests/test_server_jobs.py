@@ -220,6 +220,18 @@ def test_multipart_archive_files_parts_and_base64(api: TestClient, keys: Keys) -
     assert (view["status"], view["stdout"]) == ("succeeded", expected), view
     assert view["spec"]["entrypoint"] == "app/run.py"
 
+    # With output=base64 the waited answer carries the exact bytes, undecodable ones too.
+    response = api.post(
+        "/v1/jobs",
+        params={"wait": "true", "output": "base64"},
+        files=[("files", ("main.py", b"import sys; sys.stdout.buffer.write(b'\\xff!')", "x"))],
+        headers=auth(keys.a),
+    )
+    assert response.status_code == 200, response.text
+    view = response.json()
+    assert base64.b64decode(view["stdout_base64"]) == b"\xff!"
+    assert "stdout" not in view
+
     # An archive and files together are refused.
     response = api.post(
         "/v1/jobs",

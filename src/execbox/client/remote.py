@@ -136,6 +136,14 @@ def _job_body(spec: JobSpec) -> dict[str, Any]:
     }
 
 
+def _job_parts(spec: JobSpec) -> dict[str, Any]:
+    """The multipart body of a job: its spec as JSON, its files as one tar."""
+    return {
+        "spec": (None, json.dumps(_job_body(spec)), "application/json"),
+        "archive": ("files.tar", _tar(spec.entries), "application/x-tar"),
+    }
+
+
 def _session_body(spec: SessionSpec) -> dict[str, Any]:
     if spec.mounts:
         raise InvalidSpec(
@@ -270,12 +278,18 @@ class AsyncRemoteTransport:
     # -- jobs ---------------------------------------------------------------------------------
 
     async def submit_job(self, spec: JobSpec) -> str:
-        files = {
-            "spec": (None, json.dumps(_job_body(spec)), "application/json"),
-            "archive": ("files.tar", _tar(spec.entries), "application/x-tar"),
-        }
-        data = await self._json("POST", "/v1/jobs", files=files)
+        data = await self._json("POST", "/v1/jobs", files=_job_parts(spec))
         return str(data["id"])
+
+    async def run_job(self, spec: JobSpec) -> JobResult:
+        """Submit and wait in one request; a job outlasting one long poll is then polled."""
+        params = {"wait": "true", "wait_timeout": str(LONG_POLL), "output": "base64"}
+        data = await self._json(
+            "POST", "/v1/jobs", files=_job_parts(spec), params=params, read_timeout=LONG_POLL + 30
+        )
+        if data["status"] in ("queued", "running"):
+            return await self.wait_job(str(data["id"]), None)
+        return job_result_from_json(data)
 
     async def job_status(self, job_id: str) -> JobStatus:
         data = await self._json("GET", f"/v1/jobs/{_path(job_id)}")

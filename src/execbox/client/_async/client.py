@@ -150,7 +150,7 @@ class AsyncClient:
         network: bool = False,
     ) -> JobResult:
         """Run a job to its end; a failing program is a result with a status, not an error."""
-        job = await self.submit(
+        spec = make_job_spec(
             files,
             entrypoint=entrypoint,
             args=args,
@@ -162,7 +162,7 @@ class AsyncClient:
             limits=limits,
             network=network,
         )
-        return await job.wait()
+        return await self._transport.run_job(spec)
 
     async def job(self, job_id: str) -> AsyncJob:
         """Find a job again by id; JobNotFound if this client never ran it."""

@@ -151,7 +151,7 @@ class Client:
         network: bool = False,
     ) -> JobResult:
         """Run a job to its end; a failing program is a result with a status, not an error."""
-        job = self.submit(
+        spec = make_job_spec(
             files,
             entrypoint=entrypoint,
             args=args,
@@ -163,7 +163,7 @@ class Client:
             limits=limits,
             network=network,
         )
-        return job.wait()
+        return self._transport.run_job(spec)
 
     def job(self, job_id: str) -> Job:
         """Find a job again by id; JobNotFound if this client never ran it."""

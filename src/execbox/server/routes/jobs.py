@@ -186,6 +186,9 @@ async def create_job(
     request: Request,
     wait: Annotated[bool, Query(description="answer when the job has ended")] = False,
     wait_timeout: Annotated[float | None, Query(gt=0, description="seconds to wait")] = None,
+    output: Annotated[
+        OutputEncoding, Query(description="with wait: stdout/stderr as text, or base64")
+    ] = "text",
 ) -> Response:
     principal = principal_of(request)
     try:
@@ -212,7 +215,7 @@ async def create_job(
     if wait:
         row = await job_after(request, job_id, wait_timeout or spec.timeout + 30)
         done = JobStatus(row["status"]).terminal
-        return JSONResponse(job_view(row), 200 if done else 202)
+        return JSONResponse(job_view(row, output=output), 200 if done else 202)
     return JSONResponse(job_view(await owned_job(request, job_id), outputs=False), 201)
 
 
