@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from websockets.sync.client import connect
 
 from execbox.engine import Retention
 from execbox.server import ServerSettings, create_app
+from execbox.server.jupyter.routes import kernel_id_of
 from server_support import (
     Keys,
     ServerProcess,
@@ -451,6 +453,31 @@ def test_missing_file_is_a_client_error(api: TestClient, keys: Keys) -> None:
         assert_error(response, response.status_code)
     # The session is none the worse for it.
     assert execute(api, keys.a, sid, "1 + 1")["result"]["text"] == "2\n"
+
+
+def test_an_open_socket_holds_an_idle_session(api: TestClient, keys: Keys) -> None:
+    """A connected client is activity, as in Jupyter: neither the session socket nor a
+    Jupyter channels socket lets an idle session close; idle time counts once they leave."""
+    sid = new_session(api, keys.a, idle_timeout=1)["id"]
+    kernel = kernel_id_of(sid)
+
+    def status() -> str:
+        return str(api.get(f"/v1/sessions/{sid}", headers=auth(keys.a)).json()["status"])
+
+    with api.websocket_connect(f"/v1/sessions/{sid}/stream", headers=auth(keys.a)):
+        time.sleep(2.5)  # the idle timeout twice over, and several reaper rounds
+        assert status() == "idle"
+        with api.websocket_connect(f"/api/kernels/{kernel}/channels", headers=auth(keys.a)):
+            pass
+    with api.websocket_connect(f"/api/kernels/{kernel}/channels", headers=auth(keys.a)):
+        time.sleep(2.5)
+        assert status() == "idle"
+    left = time.monotonic()
+    view = wait_until(lambda: status() == "closed" or None, 30, "the idle session to close")
+    assert view
+    assert time.monotonic() - left >= 0.9  # counted from the last socket's leaving
+    reason = api.get(f"/v1/sessions/{sid}", headers=auth(keys.a)).json()["reason"]
+    assert reason == "idle_timeout"
 
 
 # -- WebSockets -------------------------------------------------------------------------------

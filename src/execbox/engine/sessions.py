@@ -5,16 +5,18 @@ the kernel and, if it is not idle within a short grace, restarts it (and says so
 killed at the memory or process limit ends its session (the box is destroyed), any other death
 restarts the kernel. A warm pool keeps pre-started box+kernel pairs per shape (kernel, limits,
 network); env and working directory are applied after the claim. A reaper closes sessions idle
-longer than their ``idle_timeout`` (running code counts as activity) or older than their ``ttl``.
+longer than their ``idle_timeout`` (running code and an attached client such as an open socket
+count as activity) or older than their ``ttl``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -85,6 +87,8 @@ class _Session:
         self.status = SessionStatus.STARTING
         self.reason: str | None = None
         self.closing = False
+        self.attached = 0
+        """Clients holding the session, such as open sockets: it is not idle while held."""
         """Set as a close begins: work is refused at once, ``status`` says closed once recorded."""
         self.created_at = datetime.now(UTC)
         self.created = time.monotonic()
@@ -316,6 +320,21 @@ class SessionManager:
 
     def info(self, session_id: str) -> SessionInfo:
         return self._get(session_id).info()
+
+    @contextlib.contextmanager
+    def attached(self, session_id: str) -> Iterator[None]:
+        """A client holds the session (a socket, say): no idle timeout while it does, and the
+        idle time counts from when the last one let go. ``ttl`` still applies."""
+        session = self._sessions.get(session_id)
+        if session is None:  # forgotten once closed: nothing to hold
+            yield
+            return
+        session.attached += 1
+        try:
+            yield
+        finally:
+            session.attached -= 1
+            session.touch()
 
     def ids(self) -> list[str]:
         return list(self._sessions)
@@ -580,6 +599,7 @@ class SessionManager:
                     spec.idle_timeout is not None
                     and session.status is SessionStatus.IDLE
                     and session.current is None
+                    and not session.attached
                     and now - session.last_active > spec.idle_timeout
                 ):
                     self._tg.start_soon(self._close, session, "idle_timeout")

@@ -248,7 +248,8 @@ async def kernel_channels(websocket: WebSocket, kernel_id: str) -> None:
     gateway = gateway_of(websocket)
     bridge = gateway.attach(live.id, connection)
     try:
-        await connection.serve(bridge.on_frame)
+        with services.engine.sessions.attached(live.id):
+            await connection.serve(bridge.on_frame)
     finally:
         gateway.detach(bridge, connection)
     if WebSocketState.DISCONNECTED not in (websocket.application_state, websocket.client_state):

@@ -170,7 +170,8 @@ async def session_stream(websocket: WebSocket, session_id: str) -> None:
     services = services_of(websocket)
     socket = await _accept(websocket, services, session_id)
     if socket is not None:
-        await _serve(socket, services, session_id, None)
+        with services.engine.sessions.attached(session_id):
+            await _serve(socket, services, session_id, None)
         await _close(websocket)
 
 
