@@ -530,7 +530,7 @@ def test_a_cell_in_jupyter_messages(server: ServerProcess, keys: Keys) -> None:
         assert text_of(state) == "41 41\n"
 
 
-def test_requests_answered_without_running_code(server: ServerProcess, keys: Keys) -> None:
+def test_requests_that_run_no_cell(server: ServerProcess, keys: Keys) -> None:
     kernel_id = start_kernel(server, token(keys.a))
     with channels(server, kernel_id, token(keys.a)) as kernel:
         for code in ("a = 1", "b = 2", "c = 3"):
@@ -549,13 +549,25 @@ def test_requests_answered_without_running_code(server: ServerProcess, keys: Key
         }
         assert ask("is_complete_request", {"code": "x = )"}) == {"status": "invalid"}
         assert ask("is_complete_request", {"code": "%time 1"})["status"] == "complete"
-        completion = ask("complete_request", {"code": "pri", "cursor_pos": 3})
+        # Completion and inspection are the kernel's, from its namespace, and run no cell.
+        kernel.execute("my_variable = [1, 2]")
+        completion = ask("complete_request", {"code": "x = my_va", "cursor_pos": 9})
         assert completion["status"] == "ok"
-        assert (completion["cursor_start"], completion["cursor_end"]) == (3, 3)
-        assert ask("inspect_request", {"code": "a", "cursor_pos": 1})["found"] is False
+        assert "my_variable" in completion["matches"]
+        assert (completion["cursor_start"], completion["cursor_end"]) == (4, 9)
+        assert "print" in ask("complete_request", {"code": "pri", "cursor_pos": 3})["matches"]
+        found = ask("inspect_request", {"code": "my_variable", "cursor_pos": 3})
+        assert found["found"] is True
+        assert "[1, 2]" in found["data"]["text/plain"]
+        missing = ask("inspect_request", {"code": "nothing_here", "cursor_pos": 3})
+        assert missing["found"] is False
+        bad = ask("complete_request", {"code": "pri", "cursor_pos": 99})
+        assert (bad["status"], bad["ename"]) == ("error", "InvalidSpec")
+        _, counted = kernel.execute("1")
+        assert reply_of(counted)["content"]["execution_count"] == 5  # 4 cells before it
         assert ask("comm_info_request", {}) == {"status": "ok", "comms": {}}
         history = ask("history_request", {"hist_access_type": "tail", "n": 2, "output": False})
-        assert [entry[2] for entry in history["history"]] == ["b = 2", "c = 3"]
+        assert [entry[2] for entry in history["history"]] == ["my_variable = [1, 2]", "1"]
         found = ask("history_request", {"hist_access_type": "search", "pattern": "a*", "n": 5})
         assert [entry[2] for entry in found["history"]] == ["a = 1"]
         assert ask("kernel_info_request", {}, "control")["status"] == "ok"
@@ -619,6 +631,18 @@ def test_interrupts_by_rest_and_by_control(server: ServerProcess, keys: Keys) ->
                 assert answer["content"] == {"status": "ok"}
             reply = reply_of(kernel.done(spin))["content"]
             assert (reply["status"], reply["ename"]) == ("error", "KeyboardInterrupt"), how
+        # A completion asked during a cell waits for the kernel; frames behind it do not.
+        spin = kernel.send("execute_request", {"code": spinner})
+        kernel.until(
+            lambda m: m["parent_header"].get("msg_id") == spin and "stream" in m["msg_type"]
+        )
+        asked = kernel.send("complete_request", {"code": "kep", "cursor_pos": 3})
+        kernel.send("interrupt_request", {}, channel="control")
+        kernel.until(lambda m: m["msg_type"] == "interrupt_reply")
+        assert reply_of(kernel.done(spin))["content"]["ename"] == "KeyboardInterrupt"
+        completion = reply_of(kernel.done(asked))
+        assert completion["msg_type"] == "complete_reply"
+        assert "kept" in completion["content"]["matches"]
         _, state = kernel.execute("print(kept)")
         assert text_of(state) == "yes\n"
 

@@ -16,8 +16,9 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Hashable, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 from datetime import UTC, datetime
 
 import anyio
@@ -60,6 +61,13 @@ DEFAULT_EXECUTION_TIMEOUT = 300.0
 INTERRUPT_GRACE = 2.0
 """How long an interrupted kernel has to become idle before it is restarted."""
 REAP_INTERVAL = 0.5
+KERNEL_QUERIES = {
+    "complete_request": ("code", "cursor_pos"),
+    "inspect_request": ("code", "cursor_pos", "detail_level"),
+}
+"""Requests a kernel answers without running a cell, and the fields passed on to it."""
+MAX_QUERY_CODE = 1 << 20
+QUERY_TIMEOUT = 5.0
 LIMIT_POLL = 0.25
 """How often a running execution's box is checked for having hit its process limit."""
 MAX_CODE = 16 << 20
@@ -388,6 +396,32 @@ class SessionManager:
                 f"execution {execution_id} is still {execution.status} after {timeout} s"
             )
         return execution.result
+
+    async def query(
+        self, session_id: str, msg_type: str, content: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The kernel's answer to a request that runs no cell: ``complete_request`` or
+        ``inspect_request``. These are not executions (no count, no record); the kernel
+        answers them between cells, so None if no answer came within ``QUERY_TIMEOUT``."""
+        fields = KERNEL_QUERIES.get(msg_type)
+        if fields is None:
+            raise InvalidSpec(f"{msg_type!r} is not a query: {', '.join(KERNEL_QUERIES)}")
+        code, cursor = content.get("code"), content.get("cursor_pos")
+        if not isinstance(code, str) or len(code) > MAX_QUERY_CODE:
+            raise InvalidSpec(f"code must be a string of at most {MAX_QUERY_CODE} characters")
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor <= len(code):
+            raise InvalidSpec("cursor_pos must be a position in the code")
+        detail = content.get("detail_level", 0)
+        if detail not in (0, 1) or isinstance(detail, bool):
+            raise InvalidSpec("detail_level must be 0 or 1")
+        request = {"code": code, "cursor_pos": cursor, "detail_level": detail}
+        session = self._open(session_id)
+        if session.warm is None:
+            return None
+        session.touch()
+        return await session.warm.kernel.ask(
+            msg_type, {key: request[key] for key in fields}, timeout=QUERY_TIMEOUT
+        )
 
     def send_input(self, session_id: str, execution_id: str, text: str) -> None:
         session = self._open(session_id)

@@ -153,6 +153,31 @@ class Kernel:
         self.session.send(self._sockets[channel], message)
         return msg_id
 
+    async def ask(
+        self, msg_type: str, content: Mapping[str, Any], *, timeout: float
+    ) -> dict[str, Any] | None:
+        """A shell request's reply content; None if none came within ``timeout`` (the kernel
+        answers between cells) or the kernel died."""
+        reply: dict[str, Any] | None = None
+        answered = anyio.Event()
+
+        def on_message(channel: str, message: dict[str, Any]) -> None:
+            nonlocal reply
+            if channel == "shell":
+                content = message.get("content")
+                reply = content if isinstance(content, dict) else {}
+                answered.set()
+            elif channel == "exit":
+                answered.set()
+
+        msg_id = self.send("shell", msg_type, content, on_message)
+        try:
+            with anyio.move_on_after(timeout):
+                await answered.wait()
+        finally:
+            self.forget(msg_id)
+        return reply
+
     async def run_silent(self, code: str, *, timeout: float) -> None:
         """Run set-up code that leaves no trace in history or output; KernelError if it fails."""
         recorder = ExecutionRecorder(output_limit=1 << 20)

@@ -5,8 +5,9 @@ work it accepted is still running). Its worker takes ``execute_request``s one at
 the order they arrived from all connections, and runs each as an execution of the session,
 exactly as the native API does (recorded, counted, limited, clamped to the tenant). iopub goes
 to every connection of the kernel; shell, control and stdin answers go to the connection that
-asked, as with a kernel's ZMQ sockets. Requests that need no code to run (``kernel_info``,
-``is_complete``, ``history``...) are answered at once, even while a cell runs.
+asked, as with a kernel's ZMQ sockets. Requests that need no kernel (``kernel_info``,
+``is_complete``, ``history``...) are answered at once, even while a cell runs; completion and
+inspection are the kernel's own, which runs no cell for them and answers between cells.
 
 What the engine cannot do per request is emulated here: ``silent`` hides the input and the
 result, ``stop_on_error`` aborts what was queued behind a failed cell, ``allow_stdin: false``
@@ -177,10 +178,8 @@ class KernelBridge:
         elif kind == "is_complete_request":
             judged = await anyio.to_thread.run_sync(replies.is_complete, content.get("code"))
             self._answer(connection, request, "is_complete_reply", judged)
-        elif kind == "complete_request":
-            self._answer(connection, request, "complete_reply", replies.complete(content))
-        elif kind == "inspect_request":
-            self._answer(connection, request, "inspect_reply", replies.inspect(content))
+        elif kind in ("complete_request", "inspect_request"):
+            self.gateway.task_group.start_soon(self._query, connection, request)
         elif kind == "comm_info_request":
             self._answer(connection, request, "comm_info_reply", replies.comm_info(content))
         elif kind == "history_request":
@@ -198,6 +197,22 @@ class KernelBridge:
             raise BadMessage(f"unknown message type {kind!r} on the {request.channel} channel")
         else:
             raise BadMessage(f"{kind!r} is not a request a kernel takes")
+
+    async def _query(self, connection: Connection, request: Request) -> None:
+        """Completion and inspection, answered by the kernel (between cells, so in a task of
+        their own: the connection's other frames, an interrupt say, are not held up)."""
+        kind = request.msg_type
+        reply_type = kind.removesuffix("_request") + "_reply"
+        try:
+            answer = await self.services.engine.sessions.query(
+                self.session_id, kind, request.content
+            )
+        except ExecboxError as exc:
+            self._answer(connection, request, reply_type, error_content(exc))
+            return
+        if answer is None:  # a long cell is running, or the kernel is restarting
+            answer = replies.nothing_found(kind, request.content)
+        self._answer(connection, request, reply_type, answer)
 
     async def _input(self, content: dict[str, Any]) -> None:
         value = content.get("value")
@@ -394,7 +409,7 @@ class Gateway:
 
     def __init__(self, services: Services, task_group: anyio.abc.TaskGroup) -> None:
         self.services = services
-        self._tg = task_group
+        self.task_group = task_group
         self._bridges: dict[str, KernelBridge] = {}
 
     def get(self, session_id: str) -> KernelBridge | None:
@@ -410,7 +425,7 @@ class Gateway:
             info = self.services.engine.sessions.info(session_id)
             bridge = KernelBridge(self, session_id, info.kernel, info.execution_count)
             self._bridges[session_id] = bridge
-            self._tg.start_soon(bridge.run)
+            self.task_group.start_soon(bridge.run)
         bridge.connections.append(connection)
         return bridge
 

@@ -1,10 +1,9 @@
-"""Answers to the requests a gateway can give without running code in the kernel.
+"""Answers the gateway gives itself, without the kernel.
 
-Every execution of the engine is recorded and counted, so nothing may run behind a client's
-back: completion and inspection answer "nothing found" (the kernel's namespace is not
-reachable without an execution), ``is_complete`` is judged by Python's own compiler on the
-host (compile only, in a worker thread, size-capped), and ``history`` comes from the session's
-execution records.
+``is_complete`` is judged by Python's own compiler on the host (compile only, in a worker
+thread, size-capped), and ``history`` comes from the session's execution records. Completion
+and inspection are the kernel's (``SessionManager.query``); "nothing found" stands in when it
+cannot answer in time.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import fnmatch
 import warnings
 from typing import Any
 
-__all__ = ["comm_info", "complete", "history", "inspect", "is_complete"]
+__all__ = ["comm_info", "history", "is_complete", "nothing_found"]
 
 MAX_JUDGED = 64 << 10
 """Longest code ``is_complete`` compiles; longer code is ``unknown``."""
@@ -46,7 +45,10 @@ def is_complete(code: Any) -> dict[str, Any]:
     return {"status": "incomplete", "indent": indent}
 
 
-def complete(content: dict[str, Any]) -> dict[str, Any]:
+def nothing_found(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+    """An empty ``complete_reply`` or ``inspect_reply``."""
+    if msg_type == "inspect_request":
+        return {"status": "ok", "found": False, "data": {}, "metadata": {}}
     cursor = content.get("cursor_pos")
     if isinstance(cursor, bool) or not isinstance(cursor, int):
         code = content.get("code")
@@ -58,10 +60,6 @@ def complete(content: dict[str, Any]) -> dict[str, Any]:
         "cursor_end": cursor,
         "metadata": {},
     }
-
-
-def inspect(_content: dict[str, Any]) -> dict[str, Any]:
-    return {"status": "ok", "found": False, "data": {}, "metadata": {}}
 
 
 def comm_info(_content: dict[str, Any]) -> dict[str, Any]:
