@@ -18,8 +18,8 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Hashable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 import anyio.abc
