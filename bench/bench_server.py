@@ -11,7 +11,7 @@ is the shared one.
 
 Rows, measured in interleaved rounds so that noise falls on all of them alike, after an untimed
 warm-up (the execute rows: a burst of ``--burst`` back-to-back executions per round, after one
-untimed execution; the job rows: ``--jobs`` jobs per round, ``--spacing`` s of sleep (0.1)
+untimed execution; the job rows: ``--jobs`` jobs per round, ``--spacing`` s of sleep (0.5)
 before each, outside the clock, so the warm pool keeps up):
   GET /healthz (floor)            keep-alive httpx.Client: the HTTP round trip, no key, no route
   embedded execute 1+1 (floor)    ``session.execute("1+1")`` through ``execbox.Client(pool_size=2)``
@@ -22,8 +22,10 @@ before each, outside the clock, so the warm pool keeps up):
   embedded job print(1) (floor)   ``client.run({"main.py": "print(1)"})``
   server job print(1)             ``POST /v1/jobs?wait=true`` (checked: stdout "1\\n")
   remote SDK execute 1+1          ``session.execute("1+1")`` through ``Client(url, api_key=...)``
-  remote SDK job print(1)         ``client.run(...)`` through the remote client (multipart submit,
-                                  then a long-poll GET with the output as base64)
+  remote SDK job print(1)         ``client.run(...)`` through the remote client: one multipart
+                                  ``POST /v1/jobs?wait=true&output=base64``
+  remote SDK submit+wait print(1) ``client.submit(...).wait()``: the multipart submit, then a
+                                  long-poll GET with the output as base64
 "x floor" divides by the floor of the row's kind (executions by the embedded execute, jobs by
 the embedded job); "+ms" is what the server adds to it. ``--runs 0`` skips the table.
 A second table splits each timed call by the stamps its result carries: created -> started
@@ -316,6 +318,11 @@ def _table(server: Server, token: str, options: argparse.Namespace) -> None:
             assert result.stdout == "1\n", result
             return _stamps(result)
 
+        def sdk_submitted_job() -> Stamps:
+            result = remote.submit(PROGRAM).wait()
+            assert result.stdout == "1\n", result
+            return _stamps(result)
+
         def embedded_job() -> Stamps:
             result = embedded.run(PROGRAM)
             assert result.stdout == "1\n", result
@@ -339,6 +346,7 @@ def _table(server: Server, token: str, options: argparse.Namespace) -> None:
             "embedded job print(1) (floor)": Row(embedded_job),
             "server job print(1)": Row(server_job),
             "remote SDK job print(1)": Row(sdk_job),
+            "remote SDK submit+wait print(1)": Row(sdk_submitted_job),
         }
         began = time.perf_counter()
         for row in bursts.values():
@@ -372,6 +380,7 @@ FLOORS = {
     "server job print(1)": "embedded job print(1) (floor)",
     "remote SDK execute 1+1": "embedded execute 1+1 (floor)",
     "remote SDK job print(1)": "embedded job print(1) (floor)",
+    "remote SDK submit+wait print(1)": "embedded job print(1) (floor)",
 }
 TARGETS = {"server WS execute 1+1": WS_TARGET_MS, "server job print(1)": JOB_TARGET_MS}
 
@@ -832,7 +841,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="rounds of the table (0: none)")
     parser.add_argument("--burst", type=int, default=10, help="executions per round per row")
     parser.add_argument("--jobs", type=int, default=2, help="jobs per round per row")
-    parser.add_argument("--spacing", type=float, default=0.1, help="s of sleep before a job")
+    parser.add_argument("--spacing", type=float, default=0.5, help="s of sleep before a job")
     parser.add_argument("--db", metavar="URL", help="database URL (default: SQLite in a temp dir)")
     parser.add_argument("--pool-size", type=int, default=2, help="the server's warm boxes")
     parser.add_argument("--session-pool-size", type=int, default=1, help="its warm kernels")
