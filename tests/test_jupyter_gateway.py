@@ -636,13 +636,25 @@ def test_interrupts_by_rest_and_by_control(server: ServerProcess, keys: Keys) ->
         kernel.until(
             lambda m: m["parent_header"].get("msg_id") == spin and "stream" in m["msg_type"]
         )
-        asked = kernel.send("complete_request", {"code": "kep", "cursor_pos": 3})
+        asked = [kernel.send("complete_request", {"code": "kep", "cursor_pos": 3})]
+        # A flood: four are put to the kernel at once, the rest find nothing at once.
+        flood = [
+            kernel.send("complete_request", {"code": "kep", "cursor_pos": 3}) for _ in range(20)
+        ]
+        for msg_id in flood[3:]:  # no idle around them: a cell is running
+            found = kernel.until(
+                lambda m, msg_id=msg_id: (
+                    m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "complete_reply"
+                )
+            )
+            assert found["content"]["matches"] == []
         kernel.send("interrupt_request", {}, channel="control")
         kernel.until(lambda m: m["msg_type"] == "interrupt_reply")
         assert reply_of(kernel.done(spin))["content"]["ename"] == "KeyboardInterrupt"
-        completion = reply_of(kernel.done(asked))
-        assert completion["msg_type"] == "complete_reply"
-        assert "kept" in completion["content"]["matches"]
+        for msg_id in asked + flood[:3]:
+            completion = reply_of(kernel.done(msg_id))
+            assert completion["msg_type"] == "complete_reply"
+            assert "kept" in completion["content"]["matches"]
         _, state = kernel.execute("print(kept)")
         assert text_of(state) == "yes\n"
 

@@ -50,6 +50,8 @@ __all__ = ["Gateway", "KernelBridge"]
 log = logging.getLogger("execbox.server.jupyter")
 
 MAX_QUEUED = 100
+MAX_QUERIES = 4
+"""Completions and inspections a kernel is asked at once; more are answered "nothing found"."""
 """execute_requests a kernel holds waiting; more are answered with an error, not buffered."""
 START_POLL = 0.001
 """First wait between looks at whether a submitted cell has begun; it doubles up to 0.25 s."""
@@ -83,6 +85,7 @@ class KernelBridge:
         self._started.set()
         self._queue, self._inbox = anyio.create_memory_object_stream[_Queued](MAX_QUEUED)
         self.scope = anyio.CancelScope()
+        self._queries = 0
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -179,7 +182,12 @@ class KernelBridge:
             judged = await anyio.to_thread.run_sync(replies.is_complete, content.get("code"))
             self._answer(connection, request, "is_complete_reply", judged)
         elif kind in ("complete_request", "inspect_request"):
-            self.gateway.task_group.start_soon(self._query, connection, request)
+            if self._queries >= MAX_QUERIES:  # a flood must not pile up tasks or kernel work
+                answer = replies.nothing_found(kind, content)
+                self._answer(connection, request, kind.removesuffix("_request") + "_reply", answer)
+            else:
+                self._queries += 1
+                self.gateway.task_group.start_soon(self._query, connection, request)
         elif kind == "comm_info_request":
             self._answer(connection, request, "comm_info_reply", replies.comm_info(content))
         elif kind == "history_request":
@@ -210,6 +218,8 @@ class KernelBridge:
         except ExecboxError as exc:
             self._answer(connection, request, reply_type, error_content(exc))
             return
+        finally:
+            self._queries -= 1
         if answer is None:  # a long cell is running, or the kernel is restarting
             answer = replies.nothing_found(kind, request.content)
         self._answer(connection, request, reply_type, answer)
