@@ -95,9 +95,9 @@ class _Session:
         self.status = SessionStatus.STARTING
         self.reason: str | None = None
         self.closing = False
+        """Set as a close begins: work is refused at once, ``status`` says closed once recorded."""
         self.attached = 0
         """Clients holding the session, such as open sockets: it is not idle while held."""
-        """Set as a close begins: work is refused at once, ``status`` says closed once recorded."""
         self.created_at = datetime.now(UTC)
         self.created = time.monotonic()
         self.last_active = time.monotonic()
