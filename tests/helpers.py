@@ -46,7 +46,9 @@ def box_processes() -> list[int]:
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         uid = int(fields.get("Uid", "0").split()[0])
         if os.geteuid() == 0:
-            if DEFAULT_BASE <= uid < DEFAULT_BASE + DEFAULT_COUNT and prefix in groups:
+            if DEFAULT_BASE <= uid < DEFAULT_BASE + DEFAULT_COUNT and (
+                prefix in groups or _of_this_run(entry)
+            ):
                 found.append(int(entry.name))
         elif (
             uid == os.getuid()
@@ -55,6 +57,15 @@ def box_processes() -> list[int]:
         ):
             found.append(int(entry.name))
     return found
+
+
+def _of_this_run(entry: Path) -> bool:
+    """A process whose command line names this run's state directory: a box's bwrap, even
+    one that never reached its cgroup."""
+    try:
+        return os.environ["EXECBOX_STATE_DIR"].encode() in (entry / "cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def _cgroup_prefix() -> str:

@@ -736,3 +736,31 @@ def test_box_runs_as_uid_1000_inside_and_a_reserved_uid_outside(client, invarian
         assert all(DEFAULT_BASE <= n < DEFAULT_BASE + DEFAULT_COUNT for n in ids), (pid, name, tree)
     assert running, "the box's processes ran under no reserved uid"
     invariants.check(result, JobStatus.SUCCEEDED)
+
+
+def test_a_box_start_cut_short_at_any_point_leaves_nothing() -> None:
+    """Cancelled while bwrap is still setting up (a timeout, a pool refill stopped by a
+    client's close), a box leaves no process: bwrap's inner child waits for its parent, which
+    a kill takes away, so it would otherwise wait outside any cgroup for ever."""
+    import anyio
+
+    from execbox.boxes.base import BoxSpec
+    from execbox.boxes.local.box import LocalBackend
+    from helpers import leftovers
+
+    async def starts_cut_short() -> int:
+        finished = 0
+        async with LocalBackend() as backend:
+            for delay in [0.0005 * 1.5**step for step in range(16)] * 2:
+                with anyio.move_on_after(delay):
+                    box = await backend.create(BoxSpec())
+                    finished += 1
+                    await box.destroy()
+        return finished
+
+    finished = anyio.run(starts_cut_short)
+    assert finished < 32, "every start was quicker than its cut: nothing was cut short"
+    deadline = time.monotonic() + 2.0
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not leftovers(), f"left behind by starts cut short: {leftovers()}"

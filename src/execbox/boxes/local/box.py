@@ -41,7 +41,7 @@ from .bwrap import BoxLayout, bwrap_argv, write_runtime
 from .cgroups import BoxCgroup
 from .host import HostFacts, box_python, probe, system_site_packages
 from .streams import FdReceiveStream, close_quietly, write_all
-from .uids import UidLease, UidPool, uid_leases
+from .uids import UidLease, UidPool, kill_uid, uid_leases
 
 __all__ = ["LocalBackend", "LocalBox", "LocalProcess"]
 
@@ -224,6 +224,13 @@ class LocalBox:
             os.close(info_write)
             if seccomp_fd is not None:
                 os.close(seccomp_fd)
+        if self._cgroup is not None:
+            # At once, before bwrap forks: what it forks is born in the cgroup, so a start cut
+            # short (a timeout, a cancelled pool refill) leaves nothing kill_all cannot reach.
+            # bwrap's inner child waits for its parent before it re-arms its parent-death signal,
+            # and a killed parent would leave it waiting for ever.
+            with contextlib.suppress(ProcessLookupError, OSError):
+                self._cgroup.attach(self._proc.pid)
         assert self._proc.stderr is not None
         os.set_blocking(self._proc.stderr.fileno(), False)
         host_end.setblocking(False)
@@ -241,10 +248,9 @@ class LocalBox:
             raise BoxError(f"box did not start: {detail or exc!r}") from None
         finally:
             close_quietly(info_read)
-        if self._cgroup is not None:
-            for pid in (self._proc.pid, self._init_pid):
-                with contextlib.suppress(ProcessLookupError, OSError):
-                    self._cgroup.attach(pid)
+        if self._cgroup is not None:  # the init again, in case bwrap forked before the attach
+            with contextlib.suppress(ProcessLookupError, OSError):
+                self._cgroup.attach(self._init_pid)
         self._write_record()
         backend.task_group.start_soon(self._read_loop)
         self._reader_started = True
@@ -549,6 +555,10 @@ class LocalBox:
             # Then freeze, kill and thaw whatever the cgroup still holds.
             if self._cgroup is not None:
                 await anyio.to_thread.run_sync(self._cgroup.kill_all)
+            if self._lease is not None and not self._reader_started:
+                # A start cut short may have left a process bwrap forked before the attach:
+                # the uid is this box's alone, so whatever still runs as it is the box's.
+                await anyio.to_thread.run_sync(kill_uid, self._lease.uid)
             self._on_agent_gone()
             if self._cgroup is not None:
                 await anyio.to_thread.run_sync(self._cgroup.remove)

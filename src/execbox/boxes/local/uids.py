@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import random
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from ...errors import BoxError
 from ...paths import state_dir
 from . import acl
 
-__all__ = ["UidLease", "UidPool", "uid_leases"]
+__all__ = ["UidLease", "UidPool", "kill_uid", "uid_leases"]
 
 DEFAULT_BASE = 2_100_000
 DEFAULT_COUNT = 65_536
@@ -27,6 +28,21 @@ DEFAULT_COUNT = 65_536
 def uid_leases(root: Path | None = None) -> Path:
     """Where the leases of an engine with state directory ``root`` (default: ours) live."""
     return (root or state_dir()) / "uids"
+
+
+def kill_uid(uid: int) -> int:
+    """SIGKILL every process whose real uid is ``uid`` (a leased uid is one box's alone)."""
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            status = (entry / "status").read_text()
+            line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
+            if int(line.split()[1]) == uid:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 @dataclass
