@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,12 @@ SECRET_FILE.chmod(0o600)
 
 import execbox  # noqa: E402 - after the environment above is in place
 from helpers import Invariants  # noqa: E402
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run's state and cache go with it (the kernel's environment alone is ~400 MB);
+    set EXECBOX_CACHE_DIR to keep a cache from one run to the next."""
+    shutil.rmtree(_root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
