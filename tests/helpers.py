@@ -52,8 +52,8 @@ def box_processes() -> list[int]:
                 found.append(int(entry.name))
         elif (
             uid == os.getuid()
-            and int(fields.get("PPid", "0")) == os.getpid()
             and "bwrap" in fields.get("Name", "")
+            and (int(fields.get("PPid", "0")) == os.getpid() or _of_this_run(entry))
         ):
             found.append(int(entry.name))
     return found

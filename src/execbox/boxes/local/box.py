@@ -225,10 +225,8 @@ class LocalBox:
             if seccomp_fd is not None:
                 os.close(seccomp_fd)
         if self._cgroup is not None:
-            # At once, before bwrap forks: what it forks is born in the cgroup, so a start cut
-            # short (a timeout, a cancelled pool refill) leaves nothing kill_all cannot reach.
-            # bwrap's inner child waits for its parent before it re-arms its parent-death signal,
-            # and a killed parent would leave it waiting for ever.
+            # At once, before bwrap forks: what it forks is born in the cgroup, where kill_all
+            # reaches it whatever happens to the start.
             with contextlib.suppress(ProcessLookupError, OSError):
                 self._cgroup.attach(self._proc.pid)
         assert self._proc.stderr is not None
@@ -236,10 +234,14 @@ class LocalBox:
         host_end.setblocking(False)
         self._sock = host_end
         try:
-            with anyio.fail_after(READY_TIMEOUT):
+            # Shielded: bwrap's inner child waits for its parent before it re-arms its
+            # parent-death signal, so a kill in that window (a cancelled start) would leave it
+            # waiting for ever. Once bwrap names it, destroy() can kill it by its pid.
+            with anyio.fail_after(READY_TIMEOUT, shield=True):
                 info = await self._read_info(info_read)
-                self._init_pid = int(info["child-pid"])
-                self._init_start = _process_start(self._init_pid)
+            self._init_pid = int(info["child-pid"])
+            self._init_start = _process_start(self._init_pid)
+            with anyio.fail_after(READY_TIMEOUT):
                 hello = await self._receive()
             if hello.get("ev") != "ready":
                 raise BoxError(f"box agent said {hello!r} instead of hello")
@@ -556,8 +558,9 @@ class LocalBox:
             if self._cgroup is not None:
                 await anyio.to_thread.run_sync(self._cgroup.kill_all)
             if self._lease is not None and not self._reader_started:
-                # A start cut short may have left a process bwrap forked before the attach:
-                # the uid is this box's alone, so whatever still runs as it is the box's.
+                # A start that failed (bwrap never named its child in time) may have left a
+                # process outside the cgroup: the uid is this box's alone, so whatever still
+                # runs as it is the box's.
                 await anyio.to_thread.run_sync(kill_uid, self._lease.uid)
             self._on_agent_gone()
             if self._cgroup is not None:
