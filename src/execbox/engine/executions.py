@@ -24,6 +24,7 @@ from ..models import (
     InputRequestEvent,
     Usage,
 )
+from ..waits import first
 
 __all__ = ["Execution", "Verdict", "judge", "new_execution_id"]
 
@@ -98,7 +99,7 @@ class Execution:
     async def wait_begun(self, timeout: float) -> None:
         """Until the kernel has begun the cell or the execution has settled."""
         with anyio.move_on_after(timeout):
-            await _first(self.begun, self.settled)
+            await first(self.begun.wait, self.settled.wait)
 
     async def heeds_interrupt(self, resend: Callable[[], Awaitable[None]], grace: float) -> bool:
         """Whether the kernel stopped the cell within ``grace`` of an interrupt.
@@ -115,7 +116,7 @@ class Execution:
             if remaining <= 0:
                 break
             with anyio.move_on_after(min(RESEND_AFTER, remaining)):
-                await _first(self.settled, self.idle)
+                await first(self.settled.wait, self.idle.wait)
             silent = self.heard == heard and anyio.current_time() < deadline
             if silent and not (self.settled.is_set() or self.idle.is_set()):
                 await resend()
@@ -176,18 +177,6 @@ class Execution:
                 if isinstance(event, EndEvent):
                     return
             await self._changed.wait()
-
-
-async def _first(*events: anyio.Event) -> None:
-    """Until any of ``events`` is set."""
-    async with anyio.create_task_group() as tg:
-        for event in events:
-            tg.start_soon(_set_then_cancel, event, tg.cancel_scope)
-
-
-async def _set_then_cancel(event: anyio.Event, scope: anyio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
 
 
 @dataclass(kw_only=True)

@@ -17,7 +17,7 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -28,6 +28,7 @@ from jupyter_client.session import Session
 
 from ..boxes.base import Box, FileEntry, Process
 from ..errors import BoxError, KernelError
+from ..waits import first
 from .outputs import ExecutionRecorder
 from .runtime import KERNEL_DIR, KernelLaunch
 
@@ -217,21 +218,11 @@ class Kernel:
             while True:
                 if self.exited.is_set():
                     raise KernelError(self._death_message())
-                answered = anyio.Event()
-
-                def on_reply(
-                    channel: str, _message: dict[str, Any], event: anyio.Event = answered
-                ) -> None:
-                    if channel == "shell":
-                        event.set()
-
-                msg_id = self.send("shell", "kernel_info_request", {}, on_reply)
-                with anyio.move_on_after(0.05):
-                    await answered.wait()
-                    await self._iopub_seen.wait()
-                self.forget(msg_id)
-                if answered.is_set() and self._iopub_seen.is_set():
-                    return
+                if await self.ask("kernel_info_request", {}, timeout=0.05) is not None:
+                    with anyio.move_on_after(0.05):
+                        await self._iopub_seen.wait()
+                    if self._iopub_seen.is_set():
+                        return
 
     def _death_message(self) -> str:
         how = f"signal {self.exit_signal}" if self.exit_signal else f"status {self.exit_code}"
@@ -246,16 +237,12 @@ class Kernel:
             # The watcher sets ``exited``, unless shutdown already cancelled it: then the
             # process's own exit is the news (either, so a shutdown does not wait 2 s for nothing).
             with anyio.move_on_after(2.0):
-                async with anyio.create_task_group() as race:
-
-                    async def first(wait: Callable[[], Awaitable[object]]) -> None:
-                        with contextlib.suppress(BoxError):
-                            await wait()
-                        race.cancel_scope.cancel()
-
-                    race.start_soon(first, self.exited.wait)
-                    race.start_soon(first, self.process.wait)
+                await first(self.exited.wait, self._process_ended)
             await self.close()
+
+    async def _process_ended(self) -> None:
+        with contextlib.suppress(BoxError):
+            await self.process.wait()
 
     async def close(self) -> None:
         """Stop listening and let go of the sockets (the readers first, then the sockets)."""

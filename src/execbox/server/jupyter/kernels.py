@@ -422,8 +422,29 @@ class Gateway:
         self.task_group = task_group
         self._bridges: dict[str, KernelBridge] = {}
 
-    def get(self, session_id: str) -> KernelBridge | None:
-        return self._bridges.get(session_id)
+    # REST calls on a kernel: through its bridge while sockets are connected (so they see the
+    # kernel's status and replies), straight to the engine otherwise.
+
+    async def interrupt(self, session_id: str) -> None:
+        bridge = self._bridges.get(session_id)
+        if bridge is not None:
+            await bridge.interrupt()
+        else:
+            await self.services.engine.sessions.interrupt(session_id)
+
+    async def restart(self, session_id: str) -> None:
+        bridge = self._bridges.get(session_id)
+        if bridge is not None:
+            await bridge.restart()
+        else:
+            await self.services.engine.sessions.restart(session_id)
+
+    async def shut_down(self, session_id: str) -> None:
+        bridge = self._bridges.get(session_id)
+        if bridge is not None:
+            await bridge.terminate()
+        else:
+            await self.services.engine.sessions.close(session_id)
 
     def connections(self, session_id: str) -> int:
         bridge = self._bridges.get(session_id)

@@ -200,34 +200,19 @@ async def get_kernel(request: Request, kernel_id: str) -> dict[str, Any]:
 
 @router.delete("/kernels/{kernel_id}", status_code=204, summary="Shut a kernel down")
 async def delete_kernel(request: Request, kernel_id: str) -> Response:
-    live = await _kernel(request, kernel_id)
-    bridge = gateway_of(request).get(live.id)
-    if bridge is not None:
-        await bridge.terminate()
-    else:
-        await services_of(request).engine.sessions.close(live.id)
+    await gateway_of(request).shut_down((await _kernel(request, kernel_id)).id)
     return Response(status_code=204)
 
 
 @router.post("/kernels/{kernel_id}/interrupt", status_code=204, summary="Interrupt the cell")
 async def interrupt_kernel(request: Request, kernel_id: str) -> Response:
-    live = await _kernel(request, kernel_id)
-    bridge = gateway_of(request).get(live.id)
-    if bridge is not None:
-        await bridge.interrupt()
-    else:
-        await services_of(request).engine.sessions.interrupt(live.id)
+    await gateway_of(request).interrupt((await _kernel(request, kernel_id)).id)
     return Response(status_code=204)
 
 
 @router.post("/kernels/{kernel_id}/restart", summary="Restart: state is lost, files stay")
 async def restart_kernel(request: Request, kernel_id: str) -> dict[str, Any]:
-    live = await _kernel(request, kernel_id)
-    bridge = gateway_of(request).get(live.id)
-    if bridge is not None:
-        await bridge.restart()
-    else:
-        await services_of(request).engine.sessions.restart(live.id)
+    await gateway_of(request).restart((await _kernel(request, kernel_id)).id)
     return _model(request, await _kernel(request, kernel_id))
 
 
