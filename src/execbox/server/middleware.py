@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+import anyio
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,24 @@ log = logging.getLogger("execbox.server.requests")
 
 CLIENT_CLOSED = 499
 """Logged for a request whose client left before it was read (nginx's convention)."""
+DRAIN_BYTES = 16 << 20
+DRAIN_SECONDS = 5.0
+"""How much of a refused body is read and dropped before the 413 goes out. A client still
+sending when the server closes gets a reset instead of the answer; past these bounds the
+connection is closed all the same."""
+
+
+async def _drain(receive: Receive, already: int = 0) -> None:
+    """Read and discard what is left of a request body, within ``DRAIN_*``."""
+    seen = already
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while seen <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
 
 class BodyLimitMiddleware:
@@ -34,6 +53,7 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_body:
+                await _drain(receive)
                 await self._too_large(send)
                 return
         seen = 0
@@ -44,6 +64,8 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
+                    if message.get("more_body", False):
+                        await _drain(receive, seen)
                     raise PayloadTooLarge(f"the request body is over {self.max_body} bytes")
             return message
 
